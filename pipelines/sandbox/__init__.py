@@ -1,0 +1,1 @@
+"""The built-in sandbox: a simulated organisation behind emulators of the five APIs."""
