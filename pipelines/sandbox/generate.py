@@ -523,7 +523,7 @@ class _Generator:
                 chore = rng.choice(DECOY_TITLES) if rng.random() < 0.12 else None
                 self.pull_request(team, rng.choice(team.member_ids), t, rng, title=chore)
             # bugs with no feature: escaped when their affected version was already released
-            for _ in range(self.count(6, rng)):
+            for _ in range(self.count(3, rng)):
                 created = self.start + timedelta(days=rng.uniform(20, 360))
                 bug = self.new_issue(team, "Bug", "Unexpected error in production", created, rng)
                 released = [v for v in self.versions if v.project_key == team.key and v.released_at(created)]
@@ -570,9 +570,9 @@ class _Generator:
                     last_merge = pr.merged_at
         if first_start:
             self.transition(epic, "In Progress", first_start, team.lead_id)
-        # bugs caught during development, before anything of the feature shipped
+        # bugs caught during design and review, before anything of the feature ships
         for _ in range(np.random.default_rng(rng.getrandbits(32)).poisson(1.2)):
-            at = created + plan + (span - plan) * rng.random() * 0.5
+            at = created + plan * rng.random()
             bug = self.new_issue(team, "Bug", f"{name}: wrong result in review", at, rng, epic.key)
             self.work_on(bug, team, at + self.hours(rng, 6), rng, title_prefix="Fix: ")
         if last_merge is None:
@@ -580,7 +580,7 @@ class _Generator:
         release = last_merge + timedelta(days=1)
         self.expected_release[epic.key] = release
         # bugs that escape to production after release; fewer once the programme takes effect
-        lam = self.cfg.mix(1.6, 0.55, release)
+        lam = self.cfg.mix(1.3, 0.5, release)
         for _ in range(np.random.default_rng(rng.getrandbits(32)).poisson(lam)):
             at = release + timedelta(days=rng.expovariate(1 / 12))
             if at >= self.end:
@@ -783,7 +783,7 @@ class _Generator:
             gap = timedelta(hours=rng.expovariate(1 / self.cfg.mix(52, 24, t)))
             in_bad_week = bad_week is not None and bad_week <= t < bad_week + timedelta(days=7)
             sha = head_at(t)
-            if sha == deployed_sha:
+            if sha == deployed_sha or sha in history:  # never redeploy a commit except to roll back
                 t += gap
                 continue
             person = rng.random() >= self.cfg.mix(0.55, 0.93, t)
@@ -806,8 +806,14 @@ class _Generator:
             if previous is not None and rng.random() < bad_p:
                 prod.bad = True
                 mode = rng.random()
-                if mode < 0.6:  # rolled back to what ran before
-                    delay = timedelta(minutes=rng.uniform(*((40, 200) if self.cfg.progress(t) < 1 else (8, 55))))
+                rolled_back = mode < 0.6
+                delay = timedelta(minutes=rng.uniform(*((40, 200) if self.cfg.progress(t) < 1 else (8, 55))))
+                if mode >= 0.45:  # an incident, before the rollback (if any) and the next deployment
+                    latest = delay.total_seconds() / 60 - 2 if rolled_back else 240
+                    at = prod.finished_at + timedelta(minutes=rng.uniform(3, max(4.0, latest)))
+                    self.incident(service.name, at, prod.deployment_id, rng)
+                    next_t = max(next_t, at + timedelta(minutes=30))
+                if rolled_back:  # redeploy what ran before
                     rb = attempt(
                         "production",
                         previous,
@@ -819,10 +825,6 @@ class _Generator:
                     deployed_sha = previous
                     history.append(previous)
                     next_t = max(next_t, rb.finished_at + timedelta(hours=2))
-                if mode >= 0.45:  # and/or an incident before the next deployment
-                    at = prod.finished_at + timedelta(minutes=rng.uniform(5, 240))
-                    self.incident(service.name, at, prod.deployment_id, rng)
-                    next_t = max(next_t, at + timedelta(minutes=30))
             t = next_t
 
     def deploy_stages(self, started: datetime, finished: datetime, ok: bool) -> list[Stage]:

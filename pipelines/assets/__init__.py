@@ -1,0 +1,1 @@
+"""Dagster assets by concern: extraction (dlt), SQL models, KPIs, publication."""

@@ -1,0 +1,182 @@
+"""SQL models in `warehouse/`: parsing, dependency discovery, building, and their Dagster assets.
+
+A model is one `.sql` file. Its folder names its schema (`warehouse/staging/github/x.sql` →
+`staging.x`, `warehouse/deployment/x.sql` → `deployment.x`) and it starts with a YAML header in a
+block comment that documents it:
+
+    /*
+    description: One row per pull request ...
+    grain: pull request
+    primary_key: [repo, pr_number]
+    columns:
+      repo: Repository, owner/name.
+      ...
+    */
+    select ...
+
+Upstream tables are read from the SQL itself (sqlglot), so dependencies are never listed twice.
+Every column must be documented: the build fails naming the file and the column otherwise, and the
+documentation is written into DuckDB as table and column comments.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import sqlglot
+import yaml
+from sqlglot import exp
+
+from pipelines.settings import WAREHOUSE_SQL_DIR
+
+HEADER = re.compile(r"\A\s*/\*(?P<yaml>.*?)\*/", re.DOTALL)
+LAYERS = ("staging", "intermediate", "development", "deployment", "quality", "usage", "kpi")
+
+
+class ModelError(Exception):
+    """A model file that cannot be parsed or built; the message names the file and what to fix."""
+
+
+@dataclass(frozen=True)
+class Model:
+    path: Path
+    schema: str
+    name: str
+    sql: str
+    description: str
+    grain: str
+    primary_key: tuple[str, ...]
+    columns: dict[str, str]
+    upstream: tuple[tuple[str, str], ...]  # (schema, table) read by the SQL
+
+    @property
+    def table(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def relpath(self) -> str:
+        try:
+            return str(self.path.relative_to(WAREHOUSE_SQL_DIR.parent))
+        except ValueError:
+            return str(self.path)
+
+
+def parse_model(path: Path, root: Path = WAREHOUSE_SQL_DIR) -> Model:
+    text = path.read_text(encoding="utf-8")
+    match = HEADER.match(text)
+    if not match:
+        raise ModelError(f"{path}: missing the /* YAML */ header (description, grain, primary_key, columns)")
+    try:
+        header = yaml.safe_load(match.group("yaml")) or {}
+    except yaml.YAMLError as exc:
+        raise ModelError(f"{path}: the header is not valid YAML: {exc}") from exc
+    for key in ("description", "grain", "primary_key", "columns"):
+        if key not in header:
+            raise ModelError(f"{path}: the header lacks `{key}`")
+    layer = path.relative_to(root).parts[0]
+    if layer not in LAYERS:
+        raise ModelError(f"{path}: models live under one of {', '.join(LAYERS)}")
+    sql = text[match.end() :].strip().rstrip(";")
+    columns = {str(k): str(v).strip() for k, v in (header["columns"] or {}).items()}
+    pk = header["primary_key"]
+    return Model(
+        path=path,
+        schema=layer,
+        name=path.stem,
+        sql=sql,
+        description=str(header["description"]).strip(),
+        grain=str(header["grain"]).strip(),
+        primary_key=tuple([pk] if isinstance(pk, str) else pk),
+        columns=columns,
+        upstream=tuple(sorted(table_references(sql, path))),
+    )
+
+
+def table_references(sql: str, path: Path | None = None) -> set[tuple[str, str]]:
+    """Schema-qualified tables the query reads (CTE names excluded)."""
+    try:
+        tree = sqlglot.parse_one(sql, read="duckdb")
+    except sqlglot.errors.ParseError as exc:
+        raise ModelError(f"{path}: SQL does not parse: {exc}") from exc
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    refs: set[tuple[str, str]] = set()
+    for table in tree.find_all(exp.Table):
+        if table.name in ctes and not table.db:
+            continue
+        if not table.db:
+            raise ModelError(f"{path}: table `{table.name}` must be schema-qualified (e.g. staging.{table.name})")
+        refs.add((table.db, table.name))
+    return refs
+
+
+@cache
+def load_models(root: Path = WAREHOUSE_SQL_DIR) -> tuple[Model, ...]:
+    """All models under `root`, in dependency order (upstream first)."""
+    models = [parse_model(p, root) for p in sorted(root.glob("*/**/*.sql"))]
+    by_table = {m.table: m for m in models}
+    ordered: list[Model] = []
+    state: dict[str, int] = {}
+
+    def visit(m: Model, trail: tuple[str, ...]) -> None:
+        if state.get(m.table) == 2:
+            return
+        if state.get(m.table) == 1:
+            raise ModelError(f"dependency cycle: {' → '.join((*trail, m.table))}")
+        state[m.table] = 1
+        for schema, name in m.upstream:
+            upstream = by_table.get(f"{schema}.{name}")
+            if upstream:
+                visit(upstream, (*trail, m.table))
+        state[m.table] = 2
+        ordered.append(m)
+
+    for m in models:
+        visit(m, ())
+    return tuple(ordered)
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def build_model(con: duckdb.DuckDBPyConnection, model: Model) -> dict[str, Any]:
+    """(Re)build one model's table atomically, document it, and return its row count and columns."""
+    started = time.perf_counter()
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {model.schema}")
+        con.execute(f"CREATE OR REPLACE TABLE {model.table} AS {model.sql}")
+        described = con.execute(f"DESCRIBE {model.table}").fetchall()
+        actual = [(row[0], row[1]) for row in described]
+        undocumented = [c for c, _ in actual if c not in model.columns]
+        missing = [c for c in model.columns if c not in {name for name, _ in actual}]
+        if undocumented or missing:
+            problems = []
+            if undocumented:
+                problems.append(f"columns without a description: {', '.join(undocumented)}")
+            if missing:
+                problems.append(f"documented columns the query does not return: {', '.join(missing)}")
+            raise ModelError(f"{model.relpath}: {'; '.join(problems)}")
+        con.execute(f"COMMENT ON TABLE {model.table} IS {_literal(table_comment(model))}")
+        for column, _ in actual:
+            con.execute(f'COMMENT ON COLUMN {model.table}."{column}" IS {_literal(model.columns[column])}')
+        rows = con.execute(f"SELECT count(*) FROM {model.table}").fetchone()
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return {
+        "rows": int(rows[0]) if rows else 0,
+        "columns": actual,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def table_comment(model: Model) -> str:
+    return f"{model.description} Grain: {model.grain}. Primary key: {', '.join(model.primary_key)}."

@@ -1,0 +1,120 @@
+"""Dagster resources: the warehouse connection and the source configuration (or the sandbox)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+from dagster import ConfigurableResource, InitResourceContext
+from pydantic import Field, PrivateAttr
+
+from pipelines.settings import SYSTEMS, Paths
+
+log = logging.getLogger("opsmap")
+
+
+class Warehouse(ConfigurableResource):
+    """The DuckDB file the pipeline builds (`<OPSMAP_WAREHOUSE stem>.build.duckdb`).
+
+    Connections are opened per use and closed at once: DuckDB allows one writing process, and
+    the publish step must be able to checkpoint and copy the file between steps.
+    """
+
+    path: str | None = Field(
+        default=None,
+        description="Published warehouse file; defaults to $OPSMAP_WAREHOUSE or warehouse/data/opsmap.duckdb.",
+    )
+
+    @property
+    def paths(self) -> Paths:
+        if self.path:
+            previous = os.environ.get("OPSMAP_WAREHOUSE")
+            os.environ["OPSMAP_WAREHOUSE"] = self.path
+            try:
+                return Paths.from_env().ensure()
+            finally:
+                if previous is None:
+                    os.environ.pop("OPSMAP_WAREHOUSE", None)
+                else:
+                    os.environ["OPSMAP_WAREHOUSE"] = previous
+        return Paths.from_env().ensure()
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        con = duckdb.connect(str(self.paths.build))
+        try:
+            yield con
+        finally:
+            con.close()
+
+
+def configured_systems() -> list[str]:
+    """Systems whose base URL is configured (env var or .dlt/config.toml), in pipeline order."""
+    import dlt
+
+    found = []
+    for system in SYSTEMS:
+        if os.environ.get(f"SOURCES__{system.upper()}__BASE_URL"):
+            found.append(system)
+            continue
+        try:
+            if dlt.config.get(f"sources.{system}.base_url"):
+                found.append(system)
+        except Exception:  # dlt raises when the key is absent from every provider
+            continue
+    return found
+
+
+class SourcesResource(ConfigurableResource):
+    """Makes sure every source has somewhere to extract from.
+
+    With no source configured, it starts the built-in sandbox in a child process for the run and
+    points all five sources at it through `SOURCES__<SYSTEM>__…` variables; the run's log says so.
+    """
+
+    sandbox_seed: int = Field(default=42, description="Seed of the sandbox world when no source is configured.")
+    sandbox_scale: float = Field(default=1.0, description="Scale of the sandbox world.")
+    sandbox_as_of: str | None = Field(default=None, description="Serve the sandbox world as of this ISO time.")
+
+    _sandbox: object | None = PrivateAttr(default=None)
+    _saved_env: dict[str, str | None] = PrivateAttr(default_factory=dict)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        if configured_systems():
+            return
+        from pipelines.sandbox.server import SandboxProcess
+
+        workdir = Paths.from_env().ensure().dlt_dir / "sandbox"
+        workdir.mkdir(parents=True, exist_ok=True)
+        env_file = workdir / f"sandbox-{os.getpid()}.env"
+        env_file.unlink(missing_ok=True)
+        args = ["--seed", str(self.sandbox_seed), "--scale", str(self.sandbox_scale)]
+        if self.sandbox_as_of:
+            args += ["--as-of", self.sandbox_as_of]
+        proc = SandboxProcess(args, env_file)
+        self._sandbox = proc
+        for key, value in proc.env.items():
+            self._saved_env[key] = os.environ.get(key)
+            os.environ[key] = value
+        if context.log:
+            context.log.info(
+                f"No source configured: extracting from the built-in sandbox at {proc.url} "
+                f"(seed {self.sandbox_seed}, scale {self.sandbox_scale})."
+            )
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        proc = self._sandbox
+        if proc is None:
+            return
+        proc.stop()  # type: ignore[attr-defined]
+        Path(proc.env_file).unlink(missing_ok=True)  # type: ignore[attr-defined]
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._sandbox = None

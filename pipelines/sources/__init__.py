@@ -1,0 +1,1 @@
+"""dlt sources for Jira, GitHub, Jenkins, Datadog and Mixpanel, and the HTTP layer they share."""

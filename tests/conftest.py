@@ -1,0 +1,39 @@
+"""Shared fixtures: a small deterministic world and the sandbox serving it on loopback."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+# Offline, quiet, and no writes outside the test's temporary folders.
+os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+from pipelines.sandbox.generate import generate_world  # noqa: E402
+from pipelines.sandbox.server import SandboxServer  # noqa: E402
+from pipelines.sandbox.world import World, WorldConfig  # noqa: E402
+
+TEST_SEED = 42
+TEST_SCALE = 0.2
+"""Small enough for seconds-long extractions, large enough that every entity kind and link rule occurs."""
+
+
+@pytest.fixture(scope="session")
+def world() -> World:
+    return generate_world(WorldConfig(seed=TEST_SEED, scale=TEST_SCALE))
+
+
+@pytest.fixture(scope="session")
+def sandbox(world: World) -> Iterator[SandboxServer]:
+    """The sandbox at the world's end, shared read-only by the session (never move its clock)."""
+    with SandboxServer(world) as server:
+        yield server
+
+
+@pytest.fixture()
+def private_sandbox(world: World) -> Iterator[SandboxServer]:
+    """A sandbox of the same world that a test may move in time or fault."""
+    with SandboxServer(world) as server:
+        yield server
