@@ -14,7 +14,9 @@ from dagster import (
 )
 from dagster_dlt import DagsterDltResource
 
+from pipelines.assets.config_settings import config_feature_map, config_settings
 from pipelines.assets.extract import extraction_assets
+from pipelines.assets.kpis import kpis
 from pipelines.assets.publication import publication_asset
 from pipelines.assets.warehouse_models import model_assets
 from pipelines.resources import SourcesResource, Warehouse
@@ -23,7 +25,7 @@ NIGHTLY_CRON = "0 2 * * *"
 
 
 def build_definitions() -> Definitions:
-    assets = [*extraction_assets(), *model_assets()]
+    assets = [*extraction_assets(), config_settings, config_feature_map, *model_assets(), kpis]
     upstream = [key for a in assets for key in a.keys]
     assets.append(publication_asset(upstream))
     nightly = define_asset_job(

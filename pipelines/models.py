@@ -21,6 +21,7 @@ documentation is written into DuckDB as table and column comments.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -141,6 +142,28 @@ def load_models(root: Path = WAREHOUSE_SQL_DIR) -> tuple[Model, ...]:
     return tuple(ordered)
 
 
+DEFAULT_SALT = "opsmap-sandbox-salt"
+
+
+def install_macros(con: duckdb.DuckDBPyConnection, salt: str | None = None) -> None:
+    """Connection-local macros the models use to pseudonymise people.
+
+    TEMP macros live only in this connection, so the salt (a secret) is never stored in the file.
+    """
+    salt = salt or os.environ.get("OPSMAP_PSEUDONYM_SALT") or DEFAULT_SALT
+    con.execute("SET TimeZone = 'UTC'")  # date parts and casts of timestamps are UTC days
+    con.execute(
+        "CREATE OR REPLACE TEMP MACRO person_identity(x) AS "
+        "nullif(regexp_replace(lower(split_part(x, '@', 1)), '[^a-z0-9]', '', 'g'), '')"
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP MACRO pseudonym(kind, x) AS CASE WHEN x IS NULL OR x = '' THEN NULL "
+        f"ELSE kind || ':' || substr(sha256({_literal(salt)} || ':' || x), 1, 16) END"
+    )
+    con.execute("CREATE OR REPLACE TEMP MACRO person_id(x) AS pseudonym('person', person_identity(x))")
+    con.execute("CREATE OR REPLACE TEMP MACRO user_id(x) AS pseudonym('user', x)")
+
+
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -148,6 +171,7 @@ def _literal(text: str) -> str:
 def build_model(con: duckdb.DuckDBPyConnection, model: Model) -> dict[str, Any]:
     """(Re)build one model's table atomically, document it, and return its row count and columns."""
     started = time.perf_counter()
+    install_macros(con)
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {model.schema}")

@@ -97,7 +97,9 @@ class SourcesResource(ConfigurableResource):
             args += ["--as-of", self.sandbox_as_of]
         proc = SandboxProcess(args, env_file)
         self._sandbox = proc
-        for key, value in proc.env.items():
+        # The KPIs' "last complete day" follows the sandbox world's clock, not today's date.
+        env = {**proc.env, "OPSMAP_AS_OF": proc.as_of()}
+        for key, value in env.items():
             self._saved_env[key] = os.environ.get(key)
             os.environ[key] = value
         if context.log:

@@ -1160,7 +1160,7 @@ class _Generator:
                     continue
                 reps = 1 + rng.poisson(1.0, users.size)
                 users = np.repeat(users, reps)
-                if e.legacy:
+                if e.key in legacy_event:  # instrumented before the `feature` property existed
                     name, feat = legacy_event[e.key], None
                 else:
                     name, feat = f"{names[e.key]} Used", e.key

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import importlib
+import json
 import logging
 import os
 import subprocess
@@ -355,6 +356,13 @@ class SandboxProcess:
     def url(self) -> str:
         base = self.env["SOURCES__GITHUB__BASE_URL"]
         return base.rsplit("/", 1)[0]
+
+    def as_of(self) -> str:
+        """The world's present, as the server reports it."""
+        from urllib.request import urlopen
+
+        with urlopen(f"{self.url}/_sandbox/as-of", timeout=10) as response:
+            return str(json.loads(response.read())["as_of"])
 
     def set_as_of(self, at: str) -> None:
         from urllib.request import Request as UrlRequest

@@ -1,0 +1,1 @@
+"""KPI computations: DORA, the nine success metrics, and the business-value driver model."""
