@@ -19,6 +19,8 @@ from pipelines.assets.extract import extraction_assets
 from pipelines.assets.kpis import kpis
 from pipelines.assets.publication import publication_asset
 from pipelines.assets.warehouse_models import model_assets
+from pipelines.checks.keys import primary_key_checks
+from pipelines.checks.kpi_checks import KPI_CHECKS
 from pipelines.resources import SourcesResource, Warehouse
 
 NIGHTLY_CRON = "0 2 * * *"
@@ -44,6 +46,7 @@ def build_definitions() -> Definitions:
     )
     return Definitions(
         assets=assets,
+        asset_checks=[*primary_key_checks(), *KPI_CHECKS],
         jobs=[nightly],
         schedules=[schedule],
         resources={"dlt": DagsterDltResource(), "warehouse": Warehouse(), "sources": SourcesResource()},

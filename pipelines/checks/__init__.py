@@ -1,0 +1,1 @@
+"""Data-quality checks: key contracts, pandera schemas, Great Expectations suites, freshness."""
