@@ -1,7 +1,5 @@
 """`config.settings`: the link rules and windows from `warehouse/settings.yaml`, as a table the SQL reads."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import yaml

@@ -6,8 +6,6 @@ break the UI, and a source object cannot be run twice in one process (stack note
 system gets a spec-only source for the asset graph and a fresh, fully configured one per run.
 """
 
-from __future__ import annotations
-
 import importlib
 import tempfile
 from collections.abc import Callable
@@ -86,7 +84,6 @@ def extraction_asset(system: str) -> AssetsDefinition:
             pipelines_dir=str(_SPEC_DIR),
         ),
         name=f"extract_{system}",
-        group_name=f"raw_{system}",
         dagster_dlt_translator=RawTranslator(system),
         op_tags={"opsmap/system": system},
     )

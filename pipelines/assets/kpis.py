@@ -4,8 +4,6 @@ Computed together with polars from the marts (one read of the marts, four tables
 pandera before they are written, with headline figures as metadata so the UI shows them.
 """
 
-from __future__ import annotations
-
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime

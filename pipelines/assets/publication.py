@@ -1,7 +1,5 @@
 """The last step of a run: publish the build warehouse for readers (see `pipelines/publish.py`)."""
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 
 from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset

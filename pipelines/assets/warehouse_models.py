@@ -1,7 +1,5 @@
 """One Dagster asset per SQL model in `warehouse/`, keyed `<schema>/<table>` like the table it builds."""
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 
 from dagster import (

@@ -1,7 +1,5 @@
 """A blocking check on every SQL model: its documented primary key is unique and never null."""
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 
 from dagster import AssetCheckResult, AssetChecksDefinition, AssetCheckSeverity, MetadataValue, asset_check

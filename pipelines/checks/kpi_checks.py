@@ -1,7 +1,5 @@
 """Checks on the KPI tables: every metric and window present, rates within [0, 1]."""
 
-from __future__ import annotations
-
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, MetadataValue, asset_check
 
 from pipelines.kpis.compute import KpiConfig

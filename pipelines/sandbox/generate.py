@@ -974,7 +974,7 @@ class _Generator:
             duration_ms,
             result if service.ci == "jenkins" else ("SUCCESS" if result == "SUCCESS" else "FAILURE"),
             "person" if trigger_person else "automation",
-            None,
+            rng.choice(self.team_by_key[service.team_key].member_ids) if trigger_person else None,
             pr_number,
             stages,
             cases if service.ci == "jenkins" else [],
@@ -983,6 +983,34 @@ class _Generator:
         if b.finished_at < self.end:
             self.builds_.append(b)
         return b
+
+    def renumber(self) -> None:
+        """Number builds as the tools do: per Jenkins job (or Actions workflow) in the order they started.
+
+        The simulation draws builds and deployments per service, not per job, so numbers are assigned
+        afterwards; incidents that name a Jenkins deployment follow the renaming.
+        """
+        by_job: dict[tuple[str, str], list[Build]] = defaultdict(list)
+        for b in self.builds_:
+            by_job[(b.service, b.job)].append(b)
+        for builds in by_job.values():
+            for n, b in enumerate(sorted(builds, key=lambda b: (b.started_at, b.build_id)), 1):
+                b.number = n
+                if b.system == "jenkins":
+                    b.run_id = n
+                    b.build_id = f"jenkins:build:{b.job}#{n}"
+        renamed: dict[str, str] = {}
+        by_deploy_job: dict[str, list[Deployment]] = defaultdict(list)
+        for d in self.deployments:
+            if d.jenkins_job:
+                by_deploy_job[d.jenkins_job].append(d)
+        for job, deployments in by_deploy_job.items():
+            for n, d in enumerate(sorted(deployments, key=lambda d: (d.started_at, d.deployment_id)), 1):
+                renamed[d.deployment_id] = f"jenkins:deployment:{job}#{n}"
+                d.deployment_id, d.jenkins_number = renamed[d.deployment_id], n
+        for incident in self.incidents:
+            if incident.caused_by_deployment_id in renamed:
+                incident.caused_by_deployment_id = renamed[incident.caused_by_deployment_id]
 
     # --- 6. releases, Datadog ----------------------------------------------------------------------
 
@@ -1284,6 +1312,7 @@ def generate_world(config: WorldConfig | None = None) -> World:
     g.main_branches()
     g.deployments_and_incidents()
     g.builds()
+    g.renumber()
     g.releases()
     g.datadog()
     epic_of = {i.key: (i.key if i.issue_type == "Epic" else i.epic_key) for i in g.issues}
