@@ -37,3 +37,26 @@ def private_sandbox(world: World) -> Iterator[SandboxServer]:
     """A sandbox of the same world that a test may move in time or fault."""
     with SandboxServer(world) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def built_warehouse(tmp_path_factory: pytest.TempPathFactory, world: World) -> Iterator[dict[str, object]]:
+    """The whole `nightly` job, run once in-process against a sandbox of `world`, into a temporary warehouse.
+
+    Yields the run result and the paths; the published warehouse is what SQL users would open.
+    """
+    from dagster import DagsterInstance
+
+    from pipelines.runner import run_nightly
+    from pipelines.settings import Paths
+
+    folder = tmp_path_factory.mktemp("warehouse")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OPSMAP_WAREHOUSE", str(folder / "opsmap.duckdb"))
+        mp.setenv("OPSMAP_PSEUDONYM_SALT", "test-salt")
+        for system in ("JIRA", "GITHUB", "JENKINS", "DATADOG", "MIXPANEL"):
+            mp.delenv(f"SOURCES__{system}__BASE_URL", raising=False)
+        result = run_nightly(
+            sandbox={"sandbox_seed": TEST_SEED, "sandbox_scale": TEST_SCALE}, instance=DagsterInstance.ephemeral()
+        )
+        yield {"result": result, "paths": Paths.from_env()}
