@@ -937,6 +937,8 @@ class SourceSession(requests.Session):
                 why = "no credentials were sent"
             elif status == 401:
                 why = "the token was rejected" if len(keys) == 1 else "the credentials were rejected"
+            elif self.system == "datadog":  # Datadog answers 403 for a wrong key as well as a missing permission
+                why = "the keys were rejected or lack permission for this resource"
             else:
                 why = "the credentials were accepted but lack permission for this resource"
             return self._error(SourceAuthError, call, what, keys=keys, why=why, response=response)
