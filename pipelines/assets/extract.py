@@ -35,6 +35,10 @@ SPEC_ARGS: dict[str, dict[str, Any]] = {
 }
 
 
+for _args in SPEC_ARGS.values():
+    _args["start_date"] = "2000-01-01"
+
+
 def source_factory(system: str) -> Callable[..., DltSource]:
     module_name, _, attr = SOURCE_FACTORIES[system].partition(":")
     return getattr(importlib.import_module(module_name), attr)
