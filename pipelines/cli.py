@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import click
@@ -19,6 +21,12 @@ def main(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    if not verbose:
+        # Library chatter (dlt's schema-inference notes, Dagster's beta/supersession notices) is for
+        # developers; `-v` shows it. Errors are always shown.
+        os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR")
+        warnings.filterwarnings("ignore", module="dagster")
+        warnings.filterwarnings("ignore", category=UserWarning, module="dlt")
 
 
 # --- run ------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from pipelines.assets.publication import publication_asset
 from pipelines.assets.warehouse_models import model_assets
 from pipelines.checks.keys import primary_key_checks
 from pipelines.checks.kpi_checks import KPI_CHECKS
+from pipelines.progress import progress_logger
 from pipelines.resources import SourcesResource, Warehouse
 
 NIGHTLY_CRON = "0 2 * * *"
@@ -32,6 +33,8 @@ def build_definitions() -> Definitions:
     assets.append(publication_asset(upstream))
     nightly = define_asset_job(
         "nightly",
+        # The terminal shows concise progress; the UI's event log keeps every detail regardless.
+        config={"loggers": {"progress": {}}},
         selection=AssetSelection.all(),
         description="Extract all five systems, rebuild every model, mart and KPI, run the checks, publish.",
     )
@@ -50,6 +53,7 @@ def build_definitions() -> Definitions:
         jobs=[nightly],
         schedules=[schedule],
         resources={"dlt": DagsterDltResource(), "warehouse": Warehouse(), "sources": SourcesResource()},
+        loggers={"progress": progress_logger},
         # DuckDB allows one writing process; in-process is also 5-6x faster than a process per step on 2 cores.
         executor=in_process_executor,
     )

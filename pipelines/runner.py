@@ -23,7 +23,9 @@ def run_nightly(
 
     job = defs.resolve_job_def("nightly")
     sources_config = {k: v for k, v in (sandbox or {}).items() if v is not None}
-    run_config = {"resources": {"sources": {"config": sources_config}}} if sources_config else {}
+    run_config: dict[str, Any] = {"loggers": {"progress": {}}}
+    if sources_config:
+        run_config["resources"] = {"sources": {"config": sources_config}}
     asset_selection = None
     if selection:
         asset_selection = list(AssetSelection.from_string(selection).resolve(defs.resolve_asset_graph()))
