@@ -14,9 +14,11 @@ in `docs/source-apis.md` §5 and facts 3, 8 and 9. Tables (primary key; write di
   `page[cursor]` ← `meta.page.after`, ending on an empty `data`.
 
 An incident's service is `attributes.fields.services.value` (a list): `attributes__fields` is stored
-as JSON because its keys are the org's own incident fields. Requests go through the shared session
-(`pipelines.sources.http`): DD-API-KEY / DD-APPLICATION-KEY headers, retries, Datadog's 429 +
-X-RateLimit-Reset contract and errors naming the config key to fix.
+as JSON because its keys are the org's own incident fields. Tags (`monitors.tags`, `slos.tags`,
+`events.attributes__tags`) are kept as one JSON list per row rather than child tables, so the column
+exists even when nothing is tagged; every column the staging models read is declared. Requests go
+through the shared session (`pipelines.sources.http`): DD-API-KEY / DD-APPLICATION-KEY headers,
+retries, Datadog's 429 + X-RateLimit-Reset contract and errors naming the config key to fix.
 """
 
 from __future__ import annotations
@@ -69,16 +71,30 @@ def _hint(data_type: str) -> TColumnSchema:
 
 def incident_columns() -> dict[str, TColumnSchema]:
     """Column hints for `incidents`: fields that are often null (no incident resolved yet) would
-    otherwise be missing from the warehouse until a value arrives. Fresh dicts per call: dlt writes
-    into the hints it is given."""
+    otherwise be missing from the warehouse until a value arrives. Every column the staging model
+    (`warehouse/staging/datadog/stg_datadog__incidents.sql`) reads is declared, so it exists from
+    the first load whatever the data. Fresh dicts per call: dlt writes into the hints it is given."""
     return {
         # fields: the org's own incident fields (their keys are data), kept as one JSON value.
         "attributes__fields": _hint("json"),
+        "attributes__public_id": _hint("bigint"),
+        "attributes__title": _hint("text"),
+        "attributes__severity": _hint("text"),
+        "attributes__state": _hint("text"),
+        "attributes__created": _hint("timestamp"),
+        "attributes__declared": _hint("timestamp"),
+        "attributes__modified": _hint("timestamp"),
         "attributes__resolved": _hint("timestamp"),
         "attributes__detected": _hint("timestamp"),
+        "attributes__customer_impacted": _hint("bool"),
         "attributes__customer_impact_start": _hint("timestamp"),
         "attributes__customer_impact_end": _hint("timestamp"),
         "attributes__customer_impact_scope": _hint("text"),
+        "attributes__customer_impact_duration": _hint("bigint"),
+        "attributes__time_to_detect": _hint("bigint"),
+        "attributes__time_to_repair": _hint("bigint"),
+        "attributes__time_to_resolve": _hint("bigint"),
+        "attributes__is_test": _hint("bool"),
         "attributes__notification_handles": _hint("json"),
     }
 
@@ -87,9 +103,53 @@ def monitor_columns() -> dict[str, TColumnSchema]:
     """Column hints for `monitors` (see `incident_columns`)."""
     return {
         "options__silenced": _hint("json"),  # monitor scope → mute-until: the keys are data
+        # tags: one JSON list on the row (not a child table), so a monitor without tags still has the column
+        "tags": _hint("json"),
+        "name": _hint("text"),
+        "type": _hint("text"),
+        "query": _hint("text"),
+        "overall_state": _hint("text"),
+        "overall_state_modified": _hint("timestamp"),
+        "created": _hint("timestamp"),
+        "created_at": _hint("bigint"),  # epoch ms
+        "modified": _hint("timestamp"),
         "deleted": _hint("timestamp"),
         "priority": _hint("bigint"),
         "restricted_roles": _hint("json"),
+        "creator__name": _hint("text"),
+        "creator__handle": _hint("text"),
+        "creator__email": _hint("text"),
+    }
+
+
+def slo_columns() -> dict[str, TColumnSchema]:
+    """Column hints for `slos` (see `incident_columns`)."""
+    return {
+        "tags": _hint("json"),  # as for monitors
+        "name": _hint("text"),
+        "type": _hint("text"),
+        "timeframe": _hint("text"),
+        "target_threshold": _hint("double"),  # percent
+        "warning_threshold": _hint("double"),
+        "created_at": _hint("bigint"),  # epoch seconds
+        "modified_at": _hint("bigint"),
+        "creator__name": _hint("text"),
+        "creator__handle": _hint("text"),
+        "creator__email": _hint("text"),
+    }
+
+
+def event_columns() -> dict[str, TColumnSchema]:
+    """Column hints for `events` (see `incident_columns`)."""
+    return {
+        "attributes__tags": _hint("json"),  # as for monitors
+        "attributes__timestamp": _hint("timestamp"),
+        "attributes__message": _hint("text"),
+        "attributes__attributes__title": _hint("text"),
+        "attributes__attributes__service": _hint("text"),
+        "attributes__attributes__status": _hint("text"),
+        "attributes__attributes__timestamp": _hint("bigint"),  # epoch ms
+        "attributes__attributes__hostname": _hint("text"),
     }
 
 
@@ -281,7 +341,12 @@ def slo_history_resource(
         name="slo_history",
         write_disposition="merge",
         primary_key=("slo_id", "day"),
-        columns={"day": {"data_type": "date"}, "sli_value": {"data_type": "double"}},
+        columns={
+            "day": {"data_type": "date"},
+            "sli_value": {"data_type": "double"},  # percent; null for a day without requests
+            "good_events": {"data_type": "double"},
+            "total_events": {"data_type": "double"},
+        },
     )
     def slo_history(items: TDataItem) -> Iterator[list[dict[str, Any]]]:
         last_days: dict[str, str] = dlt.current.resource_state().setdefault("last_day", {})
@@ -380,11 +445,13 @@ def rest_config(
                         total_path="metadata.page.total_count",
                     ),
                 },
+                "columns": slo_columns(),
                 "processing_steps": [{"filter": tagged}],
             },
             {
                 "name": "events",
                 "endpoint": {"path": "api/v2/events", "params": events_params, "paginator": EventsCursorPaginator()},
+                "columns": event_columns(),
                 "processing_steps": [{"filter": event_tagged}],
             },
         ],
