@@ -59,7 +59,10 @@ def test_every_kind_of_entity_and_link_occurs(world: World) -> None:
     assert set(deps["system"]) == {"github", "jenkins"} and set(deps["environment"]) == {"production", "staging"}
     assert set(deps["outcome"]) >= {"success", "failure"} and set(deps["triggered_by"]) == {"person", "automation"}
     assert deps["is_rollback"].any() and deps["is_change_failure"].any()
-    assert incidents["caused_by_deployment_id"].null_count() > 0 and incidents["caused_by_deployment_id"].drop_nulls().len()
+    assert (
+        incidents["caused_by_deployment_id"].null_count() > 0
+        and incidents["caused_by_deployment_id"].drop_nulls().len()
+    )
     assert f["test_cases"].height > 0 and f["events_daily"]["feature_key"].null_count() > 0
 
 

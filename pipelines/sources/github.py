@@ -1,0 +1,684 @@
+"""GitHub → `raw_github`: repositories, pull requests, main's commits, deployments, Actions runs, releases.
+
+Tables (primary key; write disposition; incremental cursor), every child row carrying `repo_full_name`:
+
+| table | primary key | disposition | cursor (per repository, in the resource state) |
+|---|---|---|---|
+| repositories | id | merge | none: the org listing (or one GET per selected repo) every run |
+| pull_requests | id | merge | `updated_at`, read newest-updated first, paging stops below the cursor - 1 h |
+| pull_request_commits | pull_request_id, sha | merge | the PRs loaded this run (new or updated) |
+| pull_request_reviews | id | merge | the PRs loaded this run |
+| commits | repo_full_name, sha | merge | `since` = newest committer date - `commits_lookback_days` |
+| deployments | id | merge | `created_at`, newest first; held at the oldest deployment not yet final |
+| deployment_statuses | id | merge | the deployments loaded this run |
+| deployment_compares | repo_full_name, base_sha, head_sha | merge | pairs of successful production deployments |
+| workflow_runs | id | merge | `created>=` the day of the oldest run still in progress (or the newest run) |
+| workflow_jobs | id | merge | the runs loaded this run (new or changed) |
+| releases | id | merge | none: a repository has a few releases a year; re-read, since they can be edited |
+
+Immutable entities (commits, statuses, jobs of finished runs) are merged too, because every cursor
+overlaps the previous run; merge de-duplicates them, as it does records repeated across pages.
+
+Why most resources are hand-written (dlt's declarative `rest_api` serves `releases`): `rest_api`
+keeps one incremental cursor per resource, but GitHub's cursors are per repository (a repository
+added to the selection later must still get its history), pull requests have no `since` filter and
+need an early stop that `rest_api` cannot apply to a child resource, deployments are "done" only
+once their statuses say so, and runs must be re-read until they complete. Every request still goes
+through dlt's `RESTClient` and `HeaderLinkPaginator` (GitHub announces pages only in `Link`, and its
+next links switch to `/repositories/{id}/...` or opaque commit cursors, so they are followed
+verbatim) over the shared session of `pipelines.sources.http` (auth, retries, rate limits, errors).
+
+Parallelism: per-PR, per-run and per-repository work is yielded as deferred calls that dlt runs in
+its extract thread pool (5 workers by default, `EXTRACT__WORKERS`), well under GitHub's 100
+concurrent requests; the primary budget (5000 requests/hour per token) is what bounds a backfill.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import dlt
+from dlt.common.schema.typing import TColumnSchema
+from dlt.extract.resource import DltResource
+from dlt.sources.helpers.rest_client import RESTClient
+from dlt.sources.helpers.rest_client.paginators import HeaderLinkPaginator
+from dlt.sources.rest_api import rest_api_resources
+
+from pipelines.sources.http import GitHubAuth, SourceNotFoundError, SourceSession, make_session
+
+logger = logging.getLogger("opsmap.sources.github")
+
+PAGE_SIZE = 100  # GitHub's maximum page size
+PR_COMMITS_CAP = 250  # GitHub lists at most 250 commits of a pull request
+RUNS_RESULT_CAP = 1000  # filtered Actions run lists return at most 1000 runs
+PR_OVERLAP = timedelta(hours=1)
+"""Re-read PRs updated up to an hour before the cursor: GitHub's sort index trails writes slightly, and
+timestamps have whole-second precision. Re-read PRs whose `updated_at` is unchanged are skipped."""
+DEPLOYMENT_OVERLAP = timedelta(minutes=10)
+"""Deployments are listed by creation time; ten minutes covers one being created while we page."""
+DEFAULT_COMMITS_LOOKBACK_DAYS = 30
+"""`since` filters on the committer date, and commits of a merged branch keep their original dates, so
+they land on main after newer commits. 30 days covers branches open up to a month (the sandbox's
+longest is 11 days); older branches' commits still arrive through `pull_request_commits`."""
+FINAL_DEPLOYMENT_STATES = frozenset({"success", "failure", "error"})
+"""Deployment states that end a deployment (GitHub may later mark a success `inactive`; not tracked)."""
+NULLABLE_COLUMNS: dict[str, dict[str, TColumnSchema]] = {
+    "pull_requests": {
+        "closed_at": {"data_type": "timestamp", "nullable": True},
+        "merged_at": {"data_type": "timestamp", "nullable": True},
+        "merge_commit_sha": {"data_type": "text", "nullable": True},
+    },
+    "workflow_runs": {"conclusion": {"data_type": "text", "nullable": True}},
+    "workflow_jobs": {
+        "conclusion": {"data_type": "text", "nullable": True},
+        "completed_at": {"data_type": "timestamp", "nullable": True},
+    },
+}
+"""Columns staging relies on that can be null in a whole load (only open PRs, only running builds):
+declared so they exist from the first load instead of appearing when a value first does."""
+WORKERS = 5  # dlt's default extract pool; the session keeps a connection per worker and then some
+
+
+# --------------------------------------------------------------------------------------------------
+# Configuration helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def as_list(value: str | Iterable[str] | None) -> list[str]:
+    """A list-valued setting given as a comma-separated string or a list; blanks are dropped."""
+    if value is None:
+        return []
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [str(item).strip() for item in items if str(item).strip()]
+
+
+def parse_time(value: str) -> datetime:
+    """An ISO-8601 date or time as an aware UTC datetime (a date means its midnight UTC)."""
+    parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def iso(moment: datetime) -> str:
+    """GitHub's time format for query parameters: `2026-01-02T03:04:05Z`."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def repo_names(org: str, repos: list[str]) -> list[str]:
+    """Selected repositories as `owner/name` (a bare name belongs to `org`)."""
+    return [r if "/" in r else f"{org}/{r}" for r in repos]
+
+
+# --------------------------------------------------------------------------------------------------
+# HTTP
+# --------------------------------------------------------------------------------------------------
+
+
+class GitHubClient:
+    """dlt's REST client over the shared GitHub session: Link paging, JSON bodies."""
+
+    def __init__(self, base_url: str, access_token: str, *, selection_key: str) -> None:
+        self.session: SourceSession = make_session(
+            "github", auth=GitHubAuth(access_token), selection_key=selection_key, pool_size=2 * WORKERS
+        )
+        self.rest = RESTClient(base_url=base_url, session=self.session, paginator=HeaderLinkPaginator())
+
+    def pages(self, path: str, params: Mapping[str, Any] | None = None, selector: str | None = None) -> Iterator[Any]:
+        """Pages of a list endpoint, following `Link: rel="next"` verbatim (`selector`: the list's key)."""
+        yield from self.rest.paginate(path, params=dict(params or {}), data_selector=selector or "$")
+
+    def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        """One JSON object."""
+        return self.rest.get(path, params=dict(params or {})).json()
+
+
+def _repo_states(resource_state: dict[str, Any]) -> dict[str, Any]:
+    return resource_state.setdefault("repos", {})
+
+
+# --------------------------------------------------------------------------------------------------
+# Repositories
+# --------------------------------------------------------------------------------------------------
+
+
+def list_repositories(api: GitHubClient, org: str, selected: list[str]) -> Iterator[list[dict[str, Any]]]:
+    """The org's repositories page by page, or one GET per selected repository (404 names REPOS).
+
+    Yields lists: `rest_api` child resources (`releases`) iterate their parent's items.
+    """
+    if selected:
+        for full_name in selected:
+            yield [api.get(f"repos/{full_name}")]
+        return
+    # sort=full_name: a stable order while paging (the default, created, shifts as repos are added).
+    yield from api.pages(f"orgs/{org}/repos", {"type": "all", "sort": "full_name", "per_page": PAGE_SIZE})
+
+
+def _repos_of(items: Any) -> list[dict[str, Any]]:
+    return items if isinstance(items, list) else [items]
+
+
+def _tag(rows: Iterable[dict[str, Any]], **extra: Any) -> list[dict[str, Any]]:
+    return [{**row, **extra} for row in rows]
+
+
+# --------------------------------------------------------------------------------------------------
+# Pull requests
+# --------------------------------------------------------------------------------------------------
+
+
+def pull_request_pages(
+    api: GitHubClient, repo: dict[str, Any], state: dict[str, Any], start: datetime | None
+) -> Iterator[list[dict[str, Any]]]:
+    """New or updated PRs of one repository, newest-updated first, stopping below the cursor.
+
+    Pulls have no `since`: `sort=updated&direction=desc` puts changes first, so paging stops at the
+    first page reaching below the cursor (minus `PR_OVERLAP`). PRs re-read in the overlap with an
+    unchanged `updated_at` are skipped, as are PRs repeated across pages.
+    """
+    full = repo["full_name"]
+    mine = _repo_states(state).setdefault(full, {})
+    cursor = mine.get("updated_at")
+    lower = parse_time(cursor) - PR_OVERLAP if cursor else start
+    recent: dict[str, str] = mine.get("recent", {})
+    seen: dict[str, str] = {}
+    params = {"state": "all", "sort": "updated", "direction": "desc", "per_page": PAGE_SIZE}
+    for page in api.pages(f"repos/{full}/pulls", params):
+        rows, reached_bottom = [], False
+        for pr in page:
+            updated = pr["updated_at"]
+            if lower is not None and parse_time(updated) < lower:
+                reached_bottom = True
+                continue
+            key = str(pr["id"])
+            if key in seen or recent.get(key) == updated:
+                continue
+            seen[key] = updated
+            rows.append({**pr, "repo_full_name": full})
+        if rows:
+            yield rows
+        if reached_bottom:
+            break
+    if seen:
+        newest = max([*seen.values(), *([cursor] if cursor else [])], key=parse_time)
+        floor = parse_time(newest) - PR_OVERLAP
+        keep = {**recent, **seen}
+        mine["updated_at"] = newest
+        mine["recent"] = {k: v for k, v in keep.items() if parse_time(v) >= floor}
+
+
+def pull_request_children(api: GitHubClient, pr: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    """A PR's commits (at most 250, GitHub's cap) or reviews, tagged with the PR's keys."""
+    full, number = pr["repo_full_name"], pr["number"]
+    rows: list[dict[str, Any]] = []
+    for page in api.pages(f"repos/{full}/pulls/{number}/{kind}", {"per_page": PAGE_SIZE}):
+        rows += page
+        if kind == "commits" and len(rows) >= PR_COMMITS_CAP:
+            break
+    return _tag(rows, pull_request_id=pr["id"], pull_request_number=number, repo_full_name=full)
+
+
+# --------------------------------------------------------------------------------------------------
+# Commits on the default branch
+# --------------------------------------------------------------------------------------------------
+
+
+def commit_pages(
+    api: GitHubClient, repo: dict[str, Any], state: dict[str, Any], start: datetime | None, lookback: timedelta
+) -> Iterator[list[dict[str, Any]]]:
+    """The default branch's commits since the cursor minus the lookback (see `DEFAULT_COMMITS_LOOKBACK_DAYS`)."""
+    full = repo["full_name"]
+    mine = _repo_states(state).setdefault(full, {})
+    cursor = mine.get("committed_at")
+    since = parse_time(cursor) - lookback if cursor else start
+    if since is not None and start is not None:
+        since = max(since, start)
+    params: dict[str, Any] = {"sha": repo.get("default_branch") or "main", "per_page": PAGE_SIZE}
+    if since is not None:
+        params["since"] = iso(since)
+    seen: set[str] = set()
+    newest = cursor
+    for page in api.pages(f"repos/{full}/commits", params):
+        rows = []
+        for c in page:
+            if c["sha"] in seen:
+                continue
+            seen.add(c["sha"])
+            committed = c["commit"]["committer"]["date"]
+            if newest is None or parse_time(committed) > parse_time(newest):
+                newest = committed
+            rows.append({**c, "repo_full_name": full})
+        if rows:
+            yield rows
+    if newest:
+        mine["committed_at"] = newest
+
+
+# --------------------------------------------------------------------------------------------------
+# Actions runs and jobs
+# --------------------------------------------------------------------------------------------------
+
+
+def _run_pages(api: GitHubClient, path: str, low: date, high: date | None) -> Iterator[list[dict[str, Any]]]:
+    """Runs created in [low, high] (open-ended when `high` is None), newest first, page by page.
+
+    Filtered run lists stop at 1000 results, so a window whose first page reports a larger
+    `total_count` is halved (its first page is dropped, not re-requested).
+    """
+    if high is None:
+        qualifier = f">={low.isoformat()}"
+    else:
+        qualifier = low.isoformat() if low >= high else f"{low.isoformat()}..{high.isoformat()}"
+    pages = api.pages(path, {"created": qualifier, "per_page": PAGE_SIZE}, selector="workflow_runs")
+    first = next(pages, None)
+    if first is None:
+        return
+    last_day = high or max(low, datetime.now(UTC).date())
+    if first.response.json().get("total_count", 0) > RUNS_RESULT_CAP and low < last_day:
+        pages.close()
+        middle = low + (last_day - low) // 2
+        # Newest first, like an unsplit window: the later half, then the earlier one.
+        yield from _run_pages(api, path, middle + timedelta(days=1), high)
+        yield from _run_pages(api, path, low, middle)
+        return
+    yield first
+    yield from pages
+
+
+def workflow_run_pages(
+    api: GitHubClient, repo: dict[str, Any], state: dict[str, Any], start: datetime | None
+) -> Iterator[list[dict[str, Any]]]:
+    """New runs and runs changed since last seen (still running then), newest first.
+
+    The cursor is a day: `created>=` the day of the oldest run still in progress at the last run
+    (or of the newest run). Completed runs re-read within that day are skipped when unchanged.
+    """
+    full = repo["full_name"]
+    path = f"repos/{full}/actions/runs"
+    mine = _repo_states(state).setdefault(full, {})
+    created_from = mine.get("created_from")
+    low = date.fromisoformat(created_from) if created_from else (start.date() if start else None)
+    done: dict[str, list[str]] = mine.get("done", {})  # id → [created day, updated_at] of completed runs
+    if low is None:
+        pages = api.pages(path, {"per_page": PAGE_SIZE}, selector="workflow_runs")
+    else:
+        pages = _run_pages(api, path, low, None)
+    seen: set[str] = set()
+    open_days: list[str] = []
+    newest_day = created_from
+    finished: dict[str, list[str]] = {}
+    for page in pages:
+        rows = []
+        for run in page:
+            key, day = str(run["id"]), run["created_at"][:10]
+            newest_day = max(newest_day or day, day)
+            if key in seen:
+                continue
+            seen.add(key)
+            if run["status"] != "completed":
+                open_days.append(day)
+            else:
+                finished[key] = [day, run["updated_at"]]
+                if done.get(key) == finished[key]:
+                    continue
+            rows.append({**run, "repo_full_name": full})
+        if rows:
+            yield rows
+    next_from = min(open_days) if open_days else newest_day
+    if next_from:
+        mine["created_from"] = next_from
+        mine["done"] = {k: v for k, v in {**done, **finished}.items() if v[0] >= next_from}
+
+
+def workflow_jobs_of(api: GitHubClient, run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The jobs (with steps) of a run's latest attempt."""
+    path = f"repos/{run['repo_full_name']}/actions/runs/{run['id']}/jobs"
+    rows: list[dict[str, Any]] = []
+    for page in api.pages(path, {"filter": "latest", "per_page": PAGE_SIZE}, selector="jobs"):
+        rows += page
+    return _tag(rows, repo_full_name=run["repo_full_name"])
+
+
+# --------------------------------------------------------------------------------------------------
+# Deployments, their statuses and the changes between production deployments
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DeploymentBundle:
+    """What one repository's deployments pass yields: rows for three tables."""
+
+    repo_full_name: str
+    deployments: list[dict[str, Any]]
+    statuses: list[dict[str, Any]]
+    compares: list[dict[str, Any]]
+
+
+def compare_deployments(
+    api: GitHubClient, full: str, base: dict[str, Any], head: dict[str, Any]
+) -> dict[str, Any] | None:
+    """`compare/{base}...{head}` of two deployments' SHAs with every commit (paged past GitHub's 250).
+
+    None when GitHub no longer knows one of the SHAs (a force-pushed or deleted branch): the pair
+    is skipped with a warning rather than failing the run.
+    """
+    path = f"repos/{full}/compare/{base['sha']}...{head['sha']}"
+    summary: dict[str, Any] = {}
+    commits: list[dict[str, Any]] = []
+    try:
+        for page in api.pages(path, {"per_page": PAGE_SIZE}, selector="commits"):
+            if not summary:
+                summary = page.response.json()
+            commits += page
+    except SourceNotFoundError:
+        logger.warning("github: %s: no compare for deployments %s...%s (404); skipped", full, base["id"], head["id"])
+        return None
+    return {
+        "repo_full_name": full,
+        "base_sha": base["sha"],
+        "head_sha": head["sha"],
+        "base_deployment_id": base["id"],
+        "head_deployment_id": head["id"],
+        "environment": head["environment"],
+        "status": summary.get("status"),
+        "ahead_by": summary.get("ahead_by"),
+        "behind_by": summary.get("behind_by"),
+        "total_commits": summary.get("total_commits"),
+        "merge_base_sha": (summary.get("merge_base_commit") or {}).get("sha"),
+        "html_url": summary.get("html_url"),
+        "commits": commits,
+    }
+
+
+def deployment_bundle(
+    api: GitHubClient,
+    repo: dict[str, Any],
+    mine: dict[str, Any],
+    start: datetime | None,
+    production: frozenset[str],
+) -> DeploymentBundle:
+    """One repository's new or unfinished deployments, their statuses, and the compares they complete.
+
+    Deployments are listed newest first by creation time, down to the floor kept in the state: the
+    creation time of the oldest deployment that was not final at the last run. A deployment already
+    seen in a final state is skipped. Consecutive successful production deployments are compared
+    in creation order, continuing from the last successful one of earlier runs; a production
+    deployment still running holds the pairing (and the floor) until it ends.
+    """
+    full = repo["full_name"]
+    floor = mine.get("floor")
+    lower = parse_time(floor) - DEPLOYMENT_OVERLAP if floor else start
+    final: dict[str, str] = mine.get("final", {})  # id → created_at of deployments seen final
+    found: dict[str, dict[str, Any]] = {}
+    for page in api.pages(f"repos/{full}/deployments", {"per_page": PAGE_SIZE}):
+        reached_bottom = False
+        for d in page:
+            if lower is not None and parse_time(d["created_at"]) < lower:
+                reached_bottom = True
+                continue
+            key = str(d["id"])
+            if key not in found and key not in final:
+                found[key] = {**d, "repo_full_name": full}
+        if reached_bottom:
+            break
+    statuses: list[dict[str, Any]] = []
+    latest: dict[str, str] = {}
+    for key, d in found.items():
+        rows = []
+        for page in api.pages(f"repos/{full}/deployments/{d['id']}/statuses", {"per_page": PAGE_SIZE}):
+            rows += page
+        rows.sort(key=lambda s: (s["created_at"], s["id"]))
+        latest[key] = rows[-1]["state"] if rows else "pending"
+        statuses += _tag(rows, deployment_id=d["id"], repo_full_name=full)
+    compares, held = _pair_production(api, full, found, latest, mine, production)
+    _advance_deployment_floor(mine, found, latest, held)
+    return DeploymentBundle(full, list(found.values()), statuses, compares)
+
+
+def _advance_deployment_floor(
+    mine: dict[str, Any], found: dict[str, dict[str, Any]], latest: dict[str, str], held: set[str]
+) -> None:
+    """Move the floor to the oldest deployment not final (or held), else to the newest seen."""
+    floor = mine.get("floor")
+    pending = [d["created_at"] for k, d in found.items() if latest[k] not in FINAL_DEPLOYMENT_STATES or k in held]
+    created = [d["created_at"] for d in found.values()] + ([floor] if floor else [])
+    if not created:
+        return
+    next_floor = min(pending, key=parse_time) if pending else max(created, key=parse_time)
+    finals = {k: d["created_at"] for k, d in found.items() if latest[k] in FINAL_DEPLOYMENT_STATES and k not in held}
+    keep_from = parse_time(next_floor) - DEPLOYMENT_OVERLAP
+    merged = {**mine.get("final", {}), **finals}
+    mine["floor"] = next_floor
+    mine["final"] = {k: at for k, at in merged.items() if parse_time(at) >= keep_from}
+
+
+def _pair_production(
+    api: GitHubClient,
+    full: str,
+    found: dict[str, dict[str, Any]],
+    latest: dict[str, str],
+    mine: dict[str, Any],
+    production: frozenset[str],
+) -> tuple[list[dict[str, Any]], set[str]]:
+    """Compares between consecutive successful production deployments; the ids held for next time."""
+    ordered = sorted(
+        (d for d in found.values() if d["environment"] in production),
+        key=lambda d: (parse_time(d["created_at"]), d["id"]),
+    )
+    previous = mine.get("last_success")
+    compares: list[dict[str, Any]] = []
+    held: set[str] = set()
+    for k, d in enumerate(ordered):
+        state = latest[str(d["id"])]
+        if state not in FINAL_DEPLOYMENT_STATES:
+            held = {str(x["id"]) for x in ordered[k:]}
+            break
+        if state != "success":
+            continue
+        if previous is not None and (row := compare_deployments(api, full, previous, d)) is not None:
+            compares.append(row)
+        previous = {"id": d["id"], "sha": d["sha"], "environment": d["environment"]}
+    if previous is not None:
+        mine["last_success"] = previous
+    return compares, held
+
+
+# --------------------------------------------------------------------------------------------------
+# The source
+# --------------------------------------------------------------------------------------------------
+
+
+def _deferred(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
+    """A call dlt runs in its extract thread pool (a resource may yield callables)."""
+
+    def call() -> Any:
+        return fn(*args)
+
+    return call
+
+
+@dlt.source(name="github", section="github")
+def github_source(
+    base_url: str = dlt.config.value,
+    access_token: str = dlt.secrets.value,
+    org: str = dlt.config.value,
+    repos: str | list[str] | None = None,
+    start_date: str | None = None,
+    production_environments: str | list[str] = "production",
+    commits_lookback_days: int = DEFAULT_COMMITS_LOOKBACK_DAYS,
+) -> list[DltResource]:
+    """GitHub REST v3 into `raw_github` (tables and cursors: see the module docstring).
+
+    Args:
+        base_url: `https://api.github.com`, or `https://<host>/api/v3` for GitHub Enterprise Server.
+        access_token: a token that can read the repositories, their Actions and deployments.
+        org: the organisation whose repositories are read.
+        repos: repository names (or `owner/name`) to read instead of all of the org's; a list or a
+            comma-separated string.
+        start_date: ISO date; the first run's lower bound for PRs (last update), commits, runs and
+            deployments (creation). Omitted: the whole history.
+        production_environments: deployment environment names that count as production, for
+            `deployment_compares`; a list or a comma-separated string.
+        commits_lookback_days: how far `since` reaches behind the newest commit on later runs.
+    """
+    selected = repo_names(org, as_list(repos))
+    api = GitHubClient(base_url, access_token, selection_key="REPOS" if selected else "ORG")
+    start = parse_time(start_date) if start_date else None
+    production = frozenset(as_list(production_environments))
+    lookback = timedelta(days=int(commits_lookback_days))
+
+    @dlt.resource(name="repositories", write_disposition="merge", primary_key="id")
+    def repositories() -> Iterator[list[dict[str, Any]]]:
+        """The organisation's repositories (or the selected ones), re-read in full every run."""
+        yield from list_repositories(api, org, selected)
+
+    @dlt.transformer(
+        data_from=repositories,
+        name="pull_requests",
+        write_disposition="merge",
+        primary_key="id",
+        columns=NULLABLE_COLUMNS["pull_requests"],
+    )
+    def pull_requests(items: Any) -> Iterator[list[dict[str, Any]]]:
+        """Pull requests created or updated since the last run (any state), per repository."""
+        state = dlt.current.resource_state()
+        for repo in _repos_of(items):
+            yield from pull_request_pages(api, repo, state, start)
+
+    @dlt.transformer(
+        data_from=pull_requests,
+        name="pull_request_commits",
+        write_disposition="merge",
+        primary_key=("pull_request_id", "sha"),
+    )
+    def pull_request_commits(prs: Any) -> Iterator[Callable[[], Any]]:
+        """The commits of each PR loaded this run (at most 250 per PR, GitHub's cap)."""
+        for pr in _repos_of(prs):
+            yield _deferred(pull_request_children, api, pr, "commits")
+
+    @dlt.transformer(data_from=pull_requests, name="pull_request_reviews", write_disposition="merge", primary_key="id")
+    def pull_request_reviews(prs: Any) -> Iterator[Callable[[], Any]]:
+        """The reviews of each PR loaded this run."""
+        for pr in _repos_of(prs):
+            yield _deferred(pull_request_children, api, pr, "reviews")
+
+    @dlt.transformer(
+        data_from=repositories, name="commits", write_disposition="merge", primary_key=("repo_full_name", "sha")
+    )
+    def commits(items: Any) -> Iterator[list[dict[str, Any]]]:
+        """Commits on each repository's default branch, newest first, since the commit cursor."""
+        state = dlt.current.resource_state()
+        for repo in _repos_of(items):
+            yield from commit_pages(api, repo, state, start, lookback)
+
+    @dlt.transformer(
+        data_from=repositories,
+        name="workflow_runs",
+        write_disposition="merge",
+        primary_key="id",
+        columns=NULLABLE_COLUMNS["workflow_runs"],
+    )
+    def workflow_runs(items: Any) -> Iterator[list[dict[str, Any]]]:
+        """GitHub Actions runs created since the run cursor; runs in progress are re-read until completed."""
+        state = dlt.current.resource_state()
+        for repo in _repos_of(items):
+            yield from workflow_run_pages(api, repo, state, start)
+
+    @dlt.transformer(
+        data_from=workflow_runs,
+        name="workflow_jobs",
+        write_disposition="merge",
+        primary_key="id",
+        columns=NULLABLE_COLUMNS["workflow_jobs"],
+    )
+    def workflow_jobs(runs: Any) -> Iterator[Callable[[], Any]]:
+        """The jobs (with their steps) of each run loaded this run."""
+        for run in _repos_of(runs):
+            yield _deferred(workflow_jobs_of, api, run)
+
+    # Deployments, statuses and compares come from one pass per repository (statuses decide both
+    # the cursor and which deployments pair up); this hidden resource feeds the three tables.
+    @dlt.transformer(data_from=repositories, name="deployment_bundles", selected=False)
+    def deployment_bundles(items: Any) -> Iterator[Callable[[], Any]]:
+        """Not loaded: one `DeploymentBundle` per repository for the three deployment tables."""
+        states = _repo_states(dlt.current.resource_state())
+        for repo in _repos_of(items):
+            mine = states.setdefault(repo["full_name"], {})
+            yield _deferred(deployment_bundle, api, repo, mine, start, production)
+
+    @dlt.transformer(data_from=deployment_bundles, name="deployments", write_disposition="merge", primary_key="id")
+    def deployments(bundle: DeploymentBundle) -> Iterator[list[dict[str, Any]]]:
+        """Deployments created since the deployment cursor, and those still running at the last run."""
+        if bundle.deployments:
+            yield bundle.deployments
+
+    @dlt.transformer(
+        data_from=deployment_bundles, name="deployment_statuses", write_disposition="merge", primary_key="id"
+    )
+    def deployment_statuses(bundle: DeploymentBundle) -> Iterator[list[dict[str, Any]]]:
+        """All statuses of each deployment loaded this run, tagged with `deployment_id`."""
+        if bundle.statuses:
+            yield bundle.statuses
+
+    @dlt.transformer(
+        data_from=deployment_bundles,
+        name="deployment_compares",
+        write_disposition="merge",
+        primary_key=("repo_full_name", "base_sha", "head_sha"),
+    )
+    def deployment_compares(bundle: DeploymentBundle) -> Iterator[list[dict[str, Any]]]:
+        """`base...head` between consecutive successful production deployments, with the commits shipped."""
+        if bundle.compares:
+            yield bundle.compares
+
+    releases = _releases(api, repositories)
+    return [
+        repositories,
+        pull_requests,
+        pull_request_commits,
+        pull_request_reviews,
+        commits,
+        workflow_runs,
+        workflow_jobs,
+        deployment_bundles,
+        deployments,
+        deployment_statuses,
+        deployment_compares,
+        releases,
+    ]
+
+
+def _releases(api: GitHubClient, repositories: DltResource) -> DltResource:
+    """`releases` declaratively: a child of `repositories`, re-read in full (merge on id)."""
+    resources = rest_api_resources(
+        {
+            "client": {"base_url": api.rest.base_url, "session": api.session, "paginator": HeaderLinkPaginator()},
+            "resources": [
+                repositories,
+                {
+                    "name": "releases",
+                    "write_disposition": "merge",
+                    "primary_key": "id",
+                    "endpoint": {
+                        "path": "repos/{resources.repositories.full_name}/releases",
+                        "params": {"per_page": PAGE_SIZE},
+                        "data_selector": "$",
+                    },
+                    "include_from_parent": ["full_name"],
+                    "processing_steps": [{"map": _rename_parent_key}],
+                },
+            ],
+        }
+    )
+    release_resource = next(r for r in resources if r.name == "releases")
+    release_resource.__doc__ = "Each repository's releases, re-read in full every run (a few a year per repository)."
+    return release_resource
+
+
+def _rename_parent_key(row: dict[str, Any]) -> dict[str, Any]:
+    """`rest_api` names the parent field `_repositories_full_name`; every table here says `repo_full_name`."""
+    row["repo_full_name"] = row.pop("_repositories_full_name")
+    return row
