@@ -211,6 +211,7 @@ GITHUB: tuple[Endpoint, ...] = (
                 for page in ("1", "2", "3", "4", "5_last")
             ),
         ),
+        core=False,  # opsmap tracks issues in Jira; GitHub issues are not extracted
     ),
     Endpoint(
         "GET /repos/{owner}/{repo}/deployments",
