@@ -19,7 +19,7 @@ from pipelines.assets.extract import extraction_assets
 from pipelines.assets.kpis import kpis
 from pipelines.assets.publication import publication_asset
 from pipelines.assets.warehouse_models import model_assets
-from pipelines.checks.keys import primary_key_checks
+from pipelines.checks.keys import contract_checks, primary_key_checks
 from pipelines.checks.kpi_checks import KPI_CHECKS
 from pipelines.progress import progress_logger
 from pipelines.resources import SourcesResource, Warehouse
@@ -49,7 +49,7 @@ def build_definitions() -> Definitions:
     )
     return Definitions(
         assets=assets,
-        asset_checks=[*primary_key_checks(), *KPI_CHECKS],
+        asset_checks=[*primary_key_checks(), *contract_checks(), *KPI_CHECKS],
         jobs=[nightly],
         schedules=[schedule],
         resources={"dlt": DagsterDltResource(), "warehouse": Warehouse(), "sources": SourcesResource()},

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ class Model:
     primary_key: tuple[str, ...]
     columns: dict[str, str]
     upstream: tuple[tuple[str, str], ...]  # (schema, table) read by the SQL
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-column rules for the pandera contract
 
     @property
     def table(self) -> str:
@@ -96,7 +97,21 @@ def parse_model(path: Path, root: Path = WAREHOUSE_SQL_DIR) -> Model:
         primary_key=tuple([pk] if isinstance(pk, str) else pk),
         columns=columns,
         upstream=tuple(sorted(table_references(sql, path))),
+        checks=_checks(header.get("checks"), columns, path),
     )
+
+
+def _checks(raw: Any, columns: dict[str, str], path: Path) -> dict[str, dict[str, Any]]:
+    checks = dict(raw or {})
+    unknown = [c for c in checks if c not in columns]
+    if unknown:
+        raise ModelError(f"{path}: `checks` names columns that are not documented: {', '.join(unknown)}")
+    allowed = {"isin", "ge", "le", "not_null", "matches"}
+    for column, rules in checks.items():
+        bad = set(rules or {}) - allowed
+        if bad:
+            raise ModelError(f"{path}: checks.{column} has unknown rules {sorted(bad)} (allowed: {sorted(allowed)})")
+    return checks
 
 
 def table_references(sql: str, path: Path | None = None) -> set[tuple[str, str]]:

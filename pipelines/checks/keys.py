@@ -57,3 +57,36 @@ def primary_key_check(model: Model) -> AssetChecksDefinition:
 
 def primary_key_checks(models: Sequence[Model] | None = None) -> list[AssetChecksDefinition]:
     return [primary_key_check(m) for m in (models if models is not None else load_models())]
+
+
+def contract_check(model: Model) -> AssetChecksDefinition:
+    from pipelines.checks.contracts import validate
+
+    @asset_check(
+        asset=asset_key(model.schema, model.name),
+        name="contract",
+        blocking=True,
+        description=f"pandera contract of {model.table}: column types, nullability, ranges and vocabularies "
+        "from its header and the naming rules (pipelines/checks/contracts.py). Blocking.",
+    )
+    def _check(warehouse: Warehouse) -> AssetCheckResult:
+        with warehouse.connect() as con:
+            frame = con.sql(f"SELECT * FROM {model.table}").pl()
+        found = validate(model, frame)
+        return AssetCheckResult(
+            passed=found["passed"],
+            severity=AssetCheckSeverity.ERROR,
+            description=None if found["passed"] else f"{found['failures']} failure cases",
+            metadata={
+                "rows": frame.height,
+                "failures": found["failures"],
+                "failed_checks": MetadataValue.json(found["failed_checks"]),
+                "failure_cases": MetadataValue.json(found["failure_cases"]),
+            },
+        )
+
+    return _check
+
+
+def contract_checks(models: Sequence[Model] | None = None) -> list[AssetChecksDefinition]:
+    return [contract_check(m) for m in (models if models is not None else load_models())]

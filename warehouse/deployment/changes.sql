@@ -15,6 +15,9 @@ columns:
   merged_at: When the PR was merged.
   deployed_at: When the deployment finished.
   lead_time_hours: Hours from first_commit_at to deployed_at.
+checks:
+  link_rule:
+    isin: [compare, main_history, compare+main_history]
 */
 select
     d.repo,

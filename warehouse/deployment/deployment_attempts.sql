@@ -19,6 +19,13 @@ columns:
   sha: Deployed commit.
   triggered_by: "`person` or `automation`."
   is_rollback_flagged: The tool marks it as a rollback.
+checks:
+  outcome:
+    isin: [success, failure, in_progress]
+  triggered_by:
+    isin: [person, automation]
+  system:
+    isin: [github, jenkins]
 */
 select
     deployment_id,

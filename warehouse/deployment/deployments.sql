@@ -24,6 +24,12 @@ columns:
   recovery_hours: Hours from finished_at to recovered_at.
   change_count: Pull requests this deployment shipped first.
   is_unplanned: A rollback, or ships a fix for an escaped bug (DORA 2024 rework).
+checks:
+  triggered_by:
+    isin: [person, automation]
+  change_failure_reason:
+    isin: [rollback, incident, incident+rollback]
+  change_count: {ge: 0}
 */
 with prod as (
     select *

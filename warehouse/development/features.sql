@@ -20,6 +20,9 @@ columns:
   pull_request_count: Merged PRs linked to the feature.
   bug_count: Bugs in the feature.
   escaped_bug_count: Bugs that escaped to production.
+checks:
+  status:
+    isin: [todo, in_progress, done]
 */
 with prs as (
     select p.repo, p.pr_number, p.merged_at, p.feature_key, d.deployment_id, d.deployed_at

@@ -11,6 +11,9 @@ columns:
   to_status: Status entered.
   to_status_category: "Normalised category of the status entered: `todo`, `in_progress` or `done`."
   hours_in_previous_status: Hours since the previous change (or since creation, for the first).
+checks:
+  to_status_category:
+    isin: [todo, in_progress, done]
 */
 select
     t.history_id,

@@ -23,6 +23,11 @@ columns:
   reporter_id: Pseudonymous id of the reporter.
   priority: Priority name.
   story_points: Story points, if estimated.
+checks:
+  status:
+    isin: [todo, in_progress, done]
+  issue_type:
+    isin: [Epic, Story, Task, Bug]
 */
 with firsts as (
     select

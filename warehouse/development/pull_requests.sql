@@ -22,6 +22,12 @@ columns:
   time_to_merge_hours: Hours from opening to merge.
   commit_count: Number of commits (the PR's size).
   review_count: Number of reviews.
+checks:
+  state:
+    isin: [open, closed, merged]
+  link_rule:
+    isin: [title, branch, body]
+  commit_count: {ge: 0}
 */
 with commits as (
     select repo, pr_number, min(authored_at) as first_commit_at, count(*) as commit_count

@@ -20,6 +20,11 @@ columns:
   finished_at: End of the build; null while running.
   duration_ms: Duration in milliseconds.
   trigger: "`person` or `automation`."
+checks:
+  result:
+    isin: [success, failure, unstable, aborted, cancelled, in_progress, not_built]
+  trigger:
+    isin: [person, automation]
 */
 with settings as (
     select max(case when key = 'deploy_job_pattern' then value end) as job_pattern from config.settings

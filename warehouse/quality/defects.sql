@@ -13,6 +13,9 @@ columns:
   feature_first_deployed_at: First production deployment of its feature.
   escaped: Escaped to production.
   escape_rule: "`after_first_deployment`, `affected_version_released` or `caught_before_release`."
+checks:
+  escape_rule:
+    isin: [after_first_deployment, affected_version_released, caught_before_release]
 */
 select
     b.issue_key,

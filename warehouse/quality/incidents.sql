@@ -17,6 +17,9 @@ columns:
   attributed_deployment_id: The deployment it is attributed to; null when unattributed.
   link_rule: "`same_service_last_deployment`, or null."
   unattributed_reason: Why no deployment was attributed.
+checks:
+  state:
+    isin: [active, stable, resolved]
 */
 select
     i.incident_id,

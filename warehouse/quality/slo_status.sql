@@ -10,6 +10,8 @@ columns:
   sli_value: Measured SLI that day, percent.
   target: Target, percent.
   met: The SLI met the target that day.
+checks:
+  sli_value: {ge: 0, le: 100}
 */
 select
     h.slo_id,

@@ -14,6 +14,9 @@ columns:
   status: "`passed`, `failed` or `skipped`."
   duration_s: Seconds.
   is_flaky: The test failed and passed on the same commit.
+checks:
+  status:
+    isin: [passed, failed, skipped]
 */
 with runs as (
     select t.build_id, b.service, b.sha, t.suite, t.class_name, t.test_name, t.status, t.duration_s

@@ -7,6 +7,8 @@ columns:
   active_users: Distinct users with at least one event.
   events: Number of events.
   tracked_events: Events that map to a feature.
+checks:
+  active_users: {ge: 1}
 */
 select
     day,

@@ -15,6 +15,8 @@ columns:
   active_users: Distinct active users in the window.
   adoption_rate: feature_users / active_users.
   adopted: The rate reached the threshold; null when the window is incomplete.
+checks:
+  feature_users: {ge: 0}
 */
 with settings as (
     select

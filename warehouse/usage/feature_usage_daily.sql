@@ -7,6 +7,9 @@ columns:
   feature_key: Feature (Jira epic).
   events: Events of the feature that day.
   users: Distinct users of the feature that day.
+checks:
+  events: {ge: 1}
+  users: {ge: 1}
 */
 select
     day,
