@@ -20,6 +20,7 @@ from dlt.extract.source import DltSource
 
 from pipelines.resources import SourcesResource, Warehouse
 from pipelines.settings import SYSTEMS, Paths
+from pipelines.sources.declared_tables import create_declared_tables
 
 SOURCE_FACTORIES: dict[str, str] = {system: f"pipelines.sources.{system}:{system}_source" for system in SYSTEMS}
 
@@ -97,6 +98,9 @@ def extraction_asset(system: str) -> AssetsDefinition:
         pipeline = raw_pipeline(system, warehouse.paths)
         # High-volume resources yield Arrow; Parquet loader files load ~75x faster than insert_values.
         yield from dlt.run(context=context, dlt_source=factory(), dlt_pipeline=pipeline, loader_file_format="parquet")
+        created = create_declared_tables(pipeline)
+        if created:
+            context.log.info(f"created empty declared tables in raw_{system}: {', '.join(created)}")
 
     return _extract
 

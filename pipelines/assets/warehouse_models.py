@@ -28,7 +28,13 @@ GROUPS = {
 
 
 def asset_key(schema: str, table: str) -> AssetKey:
-    """The asset key of a warehouse table: its schema and name, as in `deployment/deployments`."""
+    """The asset key of a warehouse table: its schema and name, as in `deployment/deployments`.
+
+    dlt's child tables (`raw_jira.issues__fields__sprints`) belong to the resource that loads their
+    root table, so they map to its asset (`raw_jira/issues`).
+    """
+    if schema.startswith("raw_") and "__" in table:
+        table = table.split("__", 1)[0]
     return AssetKey([schema, table])
 
 
@@ -43,7 +49,7 @@ def _documented_schema(model: Model, types: dict[str, str] | None = None) -> Tab
 def model_asset(model: Model) -> AssetsDefinition:
     @asset(
         key=asset_key(model.schema, model.name),
-        deps=[asset_key(schema, table) for schema, table in model.upstream],
+        deps=sorted({asset_key(schema, table) for schema, table in model.upstream}, key=str),
         group_name=GROUPS[model.schema],
         description=f"{model.description}\n\nGrain: {model.grain}. Primary key: {', '.join(model.primary_key)}."
         f"\n\nSQL: `{model.relpath}`",

@@ -28,6 +28,11 @@ still running (the "reopen" set). A later run reads a job only when the job list
 re-reads the reopened builds one by one. Stages and test reports are fetched once, when a build is
 first seen finished, so old builds' reports are never re-read. On a job's first load,
 `start_date` bounds how far back builds are read.
+
+Every column the staging models read is declared with a type (child tables through nested hints),
+and `builds`, `build_stages` and `test_cases` are created even when empty, so an early or small
+controller loads the same shape; child tables that never received a row are created by
+`create_declared_tables(pipeline)` after the load (dlt cannot create them ahead of their data).
 """
 
 from __future__ import annotations
@@ -363,9 +368,90 @@ def parse_list(value: str | Iterable[str] | None) -> list[str]:
     return [str(v).strip().strip("/") for v in value if str(v).strip()]
 
 
-def _text(*names: str) -> dict[str, TColumnSchema]:
-    # Columns that are often null in a whole load still need a type for Parquet and the schema.
-    return {name: {"data_type": "text", "nullable": True} for name in names}
+def _columns(keys: Sequence[str] = (), **types: str) -> dict[str, TColumnSchema]:
+    """Typed column hints, so every column the staging models read exists even before a value of it
+    was ever seen (dlt creates no column it has only seen as null, nor one it has never seen).
+    `keys` are the table's primary-key columns (not nullable); `types` maps column → dlt data type."""
+    return {
+        name: {"name": name, "data_type": data_type, "nullable": name not in keys} for name, data_type in types.items()
+    }
+
+
+# Columns the staging models (warehouse/staging/jenkins/) read, by table. Nested lists become child
+# tables (`builds__causes`, …) that dlt creates only when a row first carries an element, so their
+# columns are declared as nested hints and `create_declared_tables` creates the missing ones.
+JOB_COLUMNS = _columns(
+    ("full_name",),
+    full_name="text",
+    name="text",
+    _class="text",
+    url="text",
+    parent_full_name="text",
+    color="text",
+    description="text",
+)
+BUILD_COLUMNS = _columns(
+    ("job_full_name", "number"),
+    job_full_name="text",
+    number="bigint",
+    _class="text",
+    url="text",
+    timestamp="bigint",
+    duration="bigint",
+    estimated_duration="bigint",
+    building="bool",
+    result="text",
+    description="text",
+    queue_id="bigint",
+    test_result__fail_count="bigint",
+    test_result__skip_count="bigint",
+    test_result__total_count="bigint",
+)
+BUILD_NESTED_HINTS: dict[Any, Any] = {
+    "causes": {"columns": _columns(_class="text", user_id="text", upstream_project="text", upstream_build="bigint")},
+    "parameters": {"columns": _columns(_class="text", name="text", value="text")},
+    "build_data": {"columns": _columns(_class="text", last_built_revision__sha1="text")},
+    ("build_data", "remote_urls"): {"columns": _columns(value="text")},
+    # `lastBuiltRevision` is an object, so its `branch` list hangs directly under `builds__build_data`.
+    ("build_data", "last_built_revision", "branch"): {
+        "parent_table_name": "builds__build_data",
+        "columns": _columns(sha1="text", name="text"),
+    },
+    "change_sets": {"columns": _columns(_class="text", kind="text")},
+    ("change_sets", "items"): {
+        "columns": _columns(
+            commit_id="text", msg="text", timestamp="bigint", author_email="text", author__full_name="text"
+        )
+    },
+}
+STAGE_COLUMNS = _columns(
+    ("job_full_name", "build_number", "id"),
+    job_full_name="text",
+    build_number="bigint",
+    id="text",
+    name="text",
+    status="text",
+    start_time_millis="bigint",
+    duration_millis="bigint",
+    pause_duration_millis="bigint",
+    error__type="text",
+    error__message="text",
+)
+CASE_COLUMNS = _columns(
+    ("job_full_name", "build_number", "suite_name", "class_name", "name"),
+    job_full_name="text",
+    build_number="bigint",
+    suite_name="text",
+    class_name="text",
+    name="text",
+    status="text",
+    duration="double",
+    error_details="text",
+    error_stack_trace="text",
+    skipped_message="text",
+    age="bigint",
+    failed_since="bigint",
+)
 
 
 def _session(username: str | None, api_token: str | None, pool_size: int) -> SourceSession:
@@ -398,9 +484,7 @@ def jenkins_source(
     folders = parse_list(root_folders)
     start_ms = _start_ms(start_date)
 
-    @dlt.resource(
-        name="jobs", primary_key="full_name", write_disposition="merge", columns=_text("description", "color")
-    )
+    @dlt.resource(name="jobs", primary_key="full_name", write_disposition="merge", columns=JOB_COLUMNS)
     def jobs() -> Iterator[list[dict[str, Any]]]:
         """Jenkins folders, multibranch projects and jobs under the root folders, one row per full name."""
         yield from walk_jobs(client, folders)
@@ -410,7 +494,8 @@ def jenkins_source(
         name="builds",
         primary_key=("job_full_name", "number"),
         write_disposition="merge",
-        columns=_text("description", "result"),
+        columns=BUILD_COLUMNS,
+        nested_hints=BUILD_NESTED_HINTS,
     )
     def builds(job_page: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         """Jenkins builds, one row per (job, number): result, timing, causes, parameters, git revision and
@@ -419,8 +504,8 @@ def jenkins_source(
         todo = [j for j in job_page if is_buildable(j) and _needs_read(j, known.get(j["fullName"]))]
         results = client.parallel(lambda j: read_job_builds(client, j, known.get(j["fullName"]), start_ms), todo)
         rows = [row for result in results for row in result.rows]
-        if rows:
-            yield rows
+        # An empty marker still creates the table (with its declared columns) when no build exists yet.
+        yield rows or dlt.mark.materialize_table_schema()
         for result in results:  # after the yield: state moves only with the data it describes
             known[result.full_name] = result.state
 
@@ -429,7 +514,7 @@ def jenkins_source(
         name="build_stages",
         primary_key=("job_full_name", "build_number", "id"),
         write_disposition="merge",
-        columns=_text("error__type", "error__message"),
+        columns=STAGE_COLUMNS,
     )
     def build_stages(build_page: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         """Pipeline Stage View stages of finished builds, one row per (job, build number, stage id)."""
@@ -440,15 +525,14 @@ def jenkins_source(
             return stage_rows(b, data) if data else []
 
         rows = [row for part in client.parallel(describe, todo) for row in part]
-        if rows:
-            yield rows
+        yield rows or dlt.mark.materialize_table_schema()
 
     @dlt.transformer(
         data_from=builds,
         name="test_cases",
         primary_key=("job_full_name", "build_number", "suite_name", "class_name", "name"),
         write_disposition="merge",
-        columns=_text("error_details", "error_stack_trace", "skipped_message"),
+        columns=CASE_COLUMNS,
     )
     def test_cases(build_page: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         """JUnit test cases of finished builds, one row per (job, build number, suite, class, name)."""
@@ -459,7 +543,6 @@ def jenkins_source(
             return case_rows(b, data) if data else []
 
         rows = [row for part in client.parallel(report, todo) for row in part]
-        if rows:
-            yield rows
+        yield rows or dlt.mark.materialize_table_schema()
 
     return jobs, builds, build_stages, test_cases

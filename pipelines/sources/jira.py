@@ -28,7 +28,9 @@ Custom fields have per-site ids; the source finds the Sprint and story-points fi
 and loads them under stable names, `fields.sprints` and `fields.story_points`, so the warehouse does
 not depend on a site's ids. Everything else is left as the API sends it (times included; staging
 casts them). The issue's `changelog` moves to `issue_changelogs` (with `issue_id` and `issue_key`)
-instead of being loaded twice.
+instead of being loaded twice. Every column the staging models read is declared (column hints, below),
+so it exists before any value arrives; the affected versions (`fields.versions`) stay one JSON list on
+the issue row, because dlt creates a child table only with its first row and many sites never set them.
 
 Configuration (`SOURCES__JIRA__<KEY>`): `BASE_URL` (`https://<site>.atlassian.net`), `EMAIL` and
 `API_TOKEN` (Basic auth; without an e-mail the token is sent as a Bearer token, e.g. a Data Center
@@ -45,6 +47,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import dlt
+from dlt.common.schema.typing import TColumnSchema
 from dlt.sources import DltResource
 from dlt.sources.helpers.rest_client import RESTClient
 from dlt.sources.helpers.rest_client.paginators import BasePaginator, JSONResponseCursorPaginator
@@ -233,6 +236,134 @@ def embedded_changelog(issue: dict[str, Any]) -> tuple[list[dict[str, Any]], int
     return histories, int(changelog.get("total", len(histories)))
 
 
+# --- column hints ------------------------------------------------------------------------------------
+# dlt creates a column only once it has seen a non-null value, and a child table only once a list had an
+# item: every raw column the staging models (`warehouse/staging/jira/`) read is declared here, with the
+# type dlt infers from real data, so it exists from the first load of a small or early site. Child tables
+# get their columns declared too (`nested_hints`), but dlt still creates them only with their first row.
+# Fresh dicts per call: dlt writes into the hints it is given.
+
+
+def _hint(data_type: str) -> TColumnSchema:
+    return {"data_type": data_type, "nullable": True}  # type: ignore[typeddict-item]
+
+
+def _nested(columns: dict[str, str], parent: str | None = None) -> dict[str, Any]:
+    """A `nested_hints` entry: the child table's column types (nested hints need each column's name).
+
+    `parent` names the parent table when the list sits in a nested object (`fields.sprints` of `issues`):
+    dlt flattens the object into the parent's columns, so there is no `issues__fields` table in between.
+    """
+    hints: dict[str, Any] = {"columns": {name: {"name": name, **_hint(t)} for name, t in columns.items()}}
+    return hints | ({"parent_table_name": parent} if parent else {})
+
+
+def issue_columns() -> dict[str, TColumnSchema]:
+    """Column hints for `issues`."""
+    return {
+        "id": _hint("text"),
+        "key": _hint("text"),
+        "fields__summary": _hint("text"),
+        "fields__description": _hint("json"),  # an ADF document: keep it whole
+        "fields__created": _hint("timestamp"),
+        # An issue edited while the run pages is read twice; the merge keeps its latest version.
+        "fields__updated": {**_hint("timestamp"), "dedup_sort": "desc"},
+        "fields__resolutiondate": _hint("timestamp"),
+        "fields__statuscategorychangedate": _hint("timestamp"),
+        "fields__project__id": _hint("text"),
+        "fields__project__key": _hint("text"),
+        "fields__issuetype__name": _hint("text"),
+        "fields__issuetype__hierarchy_level": _hint("bigint"),
+        "fields__status__id": _hint("text"),
+        "fields__status__name": _hint("text"),
+        "fields__status__status_category__key": _hint("text"),
+        "fields__resolution__name": _hint("text"),
+        "fields__priority__name": _hint("text"),
+        "fields__assignee__display_name": _hint("text"),
+        "fields__reporter__display_name": _hint("text"),
+        "fields__parent__id": _hint("text"),
+        "fields__parent__key": _hint("text"),
+        "fields__parent__fields__issuetype__name": _hint("text"),
+        "fields__parent__fields__issuetype__hierarchy_level": _hint("bigint"),
+        "fields__story_points": _hint("double"),
+        # Affected versions: one JSON list on the row, not a child table. Most issues never have one (a
+        # site may never set any), and a child table would not exist until the first one did.
+        "fields__versions": _hint("json"),
+    }
+
+
+def issue_nested_hints() -> dict[tuple[str, ...], dict[str, Any]]:
+    """Child tables of `issues`: the Sprint field's sprints and the fix versions."""
+    return {
+        ("fields", "sprints"): _nested({"id": "bigint", "name": "text", "board_id": "bigint"}, parent="issues"),
+        ("fields", "fix_versions"): _nested({"id": "text", "name": "text"}, parent="issues"),
+    }
+
+
+def changelog_columns() -> dict[str, TColumnSchema]:
+    """Column hints for `issue_changelogs`."""
+    return {
+        "id": _hint("text"),
+        "created": _hint("timestamp"),
+        "issue_id": _hint("text"),
+        "issue_key": _hint("text"),
+        "author__display_name": _hint("text"),  # absent when Jira itself (an automation) made the change
+    }
+
+
+def changelog_nested_hints() -> dict[tuple[str, ...], dict[str, Any]]:
+    """`issue_changelogs__items`: one row per changed field of a history."""
+    return {
+        ("items",): _nested(
+            {
+                "field": "text",
+                "field_id": "text",
+                "from": "text",
+                "from_string": "text",
+                "to": "text",
+                "to_string": "text",
+            }
+        )
+    }
+
+
+CATALOGUE_COLUMNS: dict[str, dict[str, str]] = {
+    "projects": {"id": "text", "key": "text", "name": "text", "project_type_key": "text"},
+    "versions": {
+        "id": "text",
+        "project_id": "bigint",
+        "name": "text",
+        "description": "text",
+        "release_date": "text",  # `2026-05-01`: staging casts it to a date
+        "released": "bool",
+        "archived": "bool",
+    },
+    "boards": {
+        "id": "bigint",
+        "name": "text",
+        "type": "text",
+        "location__project_id": "bigint",
+        "location__project_key": "text",
+    },
+    "sprints": {
+        "id": "bigint",
+        "origin_board_id": "bigint",
+        "name": "text",
+        "state": "text",
+        "goal": "text",
+        # Set once the sprint starts (start, end) and completes: a site with only planned sprints has none.
+        "start_date": "timestamp",
+        "end_date": "timestamp",
+        "complete_date": "timestamp",
+    },
+}
+"""Column types of the catalogue tables (as dlt infers them from the API's values), per resource."""
+
+
+def catalogue_columns(resource: str) -> dict[str, TColumnSchema]:
+    return {name: _hint(data_type) for name, data_type in CATALOGUE_COLUMNS[resource].items()}
+
+
 # --- paging -----------------------------------------------------------------------------------------
 
 
@@ -339,11 +470,8 @@ def _issue_resources(client: RESTClient, projects: list[str], initial: str, page
         name="issues",
         primary_key="id",
         write_disposition="merge",
-        columns={
-            "fields__description": {"data_type": "json"},  # an ADF document: keep it whole
-            # An issue edited while the run pages is read twice; the merge keeps its latest version.
-            "fields__updated": {"dedup_sort": "desc"},
-        },
+        columns=issue_columns(),
+        nested_hints=issue_nested_hints(),
     )
     def issues(
         updated: dlt.sources.incremental[str] = dlt.sources.incremental(
@@ -353,7 +481,14 @@ def _issue_resources(client: RESTClient, projects: list[str], initial: str, page
         """Jira issues, merged on `id`, incremental on `fields.updated` through bounded JQL."""
         yield from issue_pages(client, projects, updated.start_value, page_size)
 
-    @dlt.transformer(name="issue_changelogs", primary_key="id", write_disposition="merge", data_from=issues)
+    @dlt.transformer(
+        name="issue_changelogs",
+        primary_key="id",
+        write_disposition="merge",
+        data_from=issues,
+        columns=changelog_columns(),
+        nested_hints=changelog_nested_hints(),
+    )
     def issue_changelogs(rows: list[IssueRow] | IssueRow) -> Iterator[list[dict[str, Any]]]:
         """Issue histories (status changes and other edits), one row per history id, with `issue_id`."""
         for row in rows if isinstance(rows, list) else [rows]:
@@ -374,6 +509,7 @@ def _catalogue_resources(
         "resources": [
             {
                 "name": "projects",
+                "columns": catalogue_columns("projects"),
                 "endpoint": {
                     "path": "rest/api/3/project/search",
                     "params": project_params,
@@ -383,6 +519,7 @@ def _catalogue_resources(
             },
             {
                 "name": "versions",
+                "columns": catalogue_columns("versions"),
                 "endpoint": {
                     "path": "rest/api/3/project/{resources.projects.key}/versions",
                     "paginator": "single_page",
@@ -391,6 +528,7 @@ def _catalogue_resources(
             },
             {
                 "name": "boards",
+                "columns": catalogue_columns("boards"),
                 "endpoint": {
                     "path": "rest/agile/1.0/board",
                     "params": {"projectKeyOrId": "{resources.projects.key}"},
@@ -400,6 +538,7 @@ def _catalogue_resources(
             },
             {
                 "name": "sprints",
+                "columns": catalogue_columns("sprints"),
                 "endpoint": {
                     "path": "rest/agile/1.0/board/{resources.boards.id}/sprint",
                     "paginator": JiraOffsetPaginator(page_size),
