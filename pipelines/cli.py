@@ -150,6 +150,20 @@ def sandbox_truth(seed: int, scale: float, end: str | None, out: Path, as_of: st
         click.echo(f"{path}  {rows} rows")
 
 
+# --- report ---------------------------------------------------------------------------------------
+
+
+@main.command()
+def report() -> None:
+    """Print the path of the KPI report (written by every successful run)."""
+    from pipelines.assets.report import REPORT_NAME
+
+    path = Paths.from_env().reports / REPORT_NAME
+    if not path.exists():
+        raise click.ClickException(f"no report at {path}: run `make demo` (or `opsmap run`) first")
+    click.echo(str(path))
+
+
 # --- sql ------------------------------------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ from pipelines.assets.config_settings import config_feature_map, config_settings
 from pipelines.assets.extract import extraction_assets
 from pipelines.assets.kpis import kpis
 from pipelines.assets.publication import publication_asset
+from pipelines.assets.report import kpi_report
 from pipelines.assets.warehouse_models import model_assets
 from pipelines.checks.keys import contract_checks, primary_key_checks
 from pipelines.checks.kpi_checks import KPI_CHECKS
@@ -28,7 +29,7 @@ NIGHTLY_CRON = "0 2 * * *"
 
 
 def build_definitions() -> Definitions:
-    assets = [*extraction_assets(), config_settings, config_feature_map, *model_assets(), kpis]
+    assets = [*extraction_assets(), config_settings, config_feature_map, *model_assets(), kpis, kpi_report]
     upstream = [key for a in assets for key in a.keys]
     assets.append(publication_asset(upstream))
     nightly = define_asset_job(
