@@ -46,6 +46,7 @@ class Warehouse(ConfigurableResource):
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         con = duckdb.connect(str(self.paths.build))
+        con.execute("SET TimeZone = 'UTC'")  # every `_at` column reads back as UTC, whatever the machine's zone
         try:
             yield con
         finally:

@@ -19,6 +19,12 @@ Tables (primary key; write disposition; incremental cursor), every child row car
 Immutable entities (commits, statuses, jobs of finished runs) are merged too, because every cursor
 overlaps the previous run; merge de-duplicates them, as it does records repeated across pages.
 
+Every column the staging models (`warehouse/staging/github/`) read is declared with a type
+(`COLUMNS`, and `NESTED_HINTS` for the child tables `commits__parents` and
+`deployment_compares__commits`), and a resource with nothing to load yields dlt's empty marker, so
+every table exists, with those columns, after the first load of even an empty or early account;
+child tables that never received a row are created by the extraction's `create_declared_tables`.
+
 Why most resources are hand-written (dlt's declarative `rest_api` serves `releases`): `rest_api`
 keeps one incremental cursor per resource, but GitHub's cursors are per repository (a repository
 added to the selection later must still get its history), pull requests have no `since` filter and
@@ -35,6 +41,7 @@ concurrent requests; the primary budget (5000 requests/hour per token) is what b
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -66,20 +73,234 @@ they land on main after newer commits. 30 days covers branches open up to a mont
 longest is 11 days); older branches' commits still arrive through `pull_request_commits`."""
 FINAL_DEPLOYMENT_STATES = frozenset({"success", "failure", "error"})
 """Deployment states that end a deployment (GitHub may later mark a success `inactive`; not tracked)."""
-NULLABLE_COLUMNS: dict[str, dict[str, TColumnSchema]] = {
-    "pull_requests": {
-        "closed_at": {"data_type": "timestamp", "nullable": True},
-        "merged_at": {"data_type": "timestamp", "nullable": True},
-        "merge_commit_sha": {"data_type": "text", "nullable": True},
-    },
-    "workflow_runs": {"conclusion": {"data_type": "text", "nullable": True}},
-    "workflow_jobs": {
-        "conclusion": {"data_type": "text", "nullable": True},
-        "completed_at": {"data_type": "timestamp", "nullable": True},
-    },
+
+
+def _columns(keys: tuple[str, ...] = (), **types: str) -> dict[str, TColumnSchema]:
+    """Typed column hints (`keys`: the primary-key columns, not nullable; `types`: column → dlt type).
+
+    dlt creates a column only once it has seen a non-null value of it, so columns that can be null in
+    a whole load (only open PRs, only running builds, no draft release, no fork) would otherwise
+    appear late, and the staging models (`warehouse/staging/github/`) that read them would fail on a
+    small or early account. Nested names (`user__login`) address flattened object fields.
+    """
+    return {name: {"name": name, "data_type": t, "nullable": name not in keys} for name, t in types.items()}
+
+
+COLUMNS: dict[str, dict[str, TColumnSchema]] = {
+    "repositories": _columns(
+        ("id",),
+        id="bigint",
+        name="text",
+        full_name="text",
+        owner__login="text",
+        default_branch="text",
+        private="bool",
+        visibility="text",
+        archived="bool",
+        language="text",
+        created_at="timestamp",
+        updated_at="timestamp",
+        pushed_at="timestamp",
+    ),
+    "pull_requests": _columns(
+        ("id",),
+        id="bigint",
+        number="bigint",
+        repo_full_name="text",
+        state="text",
+        title="text",
+        body="text",
+        draft="bool",
+        author_association="text",
+        created_at="timestamp",
+        updated_at="timestamp",
+        closed_at="timestamp",
+        merged_at="timestamp",
+        merge_commit_sha="text",
+        user__login="text",
+        user__type="text",
+        head__ref="text",
+        head__sha="text",
+        head__repo__full_name="text",
+        base__ref="text",
+        base__sha="text",
+    ),
+    "pull_request_commits": _columns(
+        ("pull_request_id", "sha"),
+        pull_request_id="bigint",
+        pull_request_number="bigint",
+        repo_full_name="text",
+        sha="text",
+        author__login="text",
+        committer__login="text",
+        commit__author__email="text",
+        commit__author__date="timestamp",
+        commit__committer__email="text",
+        commit__committer__date="timestamp",
+        commit__message="text",
+    ),
+    "pull_request_reviews": _columns(
+        ("id",),
+        id="bigint",
+        pull_request_id="bigint",
+        pull_request_number="bigint",
+        repo_full_name="text",
+        user__login="text",
+        state="text",
+        author_association="text",
+        submitted_at="timestamp",
+        commit_id="text",
+    ),
+    "commits": _columns(
+        ("repo_full_name", "sha"),
+        repo_full_name="text",
+        sha="text",
+        author__login="text",
+        committer__login="text",
+        commit__author__email="text",
+        commit__author__date="timestamp",
+        commit__committer__email="text",
+        commit__committer__date="timestamp",
+        commit__message="text",
+    ),
+    "deployments": _columns(
+        ("id",),
+        id="bigint",
+        repo_full_name="text",
+        sha="text",
+        ref="text",
+        task="text",
+        environment="text",
+        description="text",
+        production_environment="bool",
+        transient_environment="bool",
+        creator__login="text",
+        creator__type="text",
+        created_at="timestamp",
+        updated_at="timestamp",
+    ),
+    "deployment_statuses": _columns(
+        ("id",),
+        id="bigint",
+        deployment_id="bigint",
+        repo_full_name="text",
+        state="text",
+        description="text",
+        environment="text",
+        creator__login="text",
+        created_at="timestamp",
+    ),
+    "deployment_compares": _columns(
+        ("repo_full_name", "base_sha", "head_sha"),
+        repo_full_name="text",
+        base_sha="text",
+        head_sha="text",
+        base_deployment_id="bigint",
+        head_deployment_id="bigint",
+        environment="text",
+        status="text",
+        ahead_by="bigint",
+        behind_by="bigint",
+        total_commits="bigint",
+        merge_base_sha="text",
+    ),
+    "workflow_runs": _columns(
+        ("id",),
+        id="bigint",
+        repo_full_name="text",
+        name="text",
+        path="text",
+        workflow_id="bigint",
+        display_title="text",
+        event="text",
+        status="text",
+        conclusion="text",
+        head_branch="text",
+        head_sha="text",
+        run_number="bigint",
+        run_attempt="bigint",
+        created_at="timestamp",
+        updated_at="timestamp",
+        run_started_at="timestamp",
+        actor__login="text",
+        triggering_actor__login="text",
+    ),
+    "workflow_jobs": _columns(
+        ("id",),
+        id="bigint",
+        run_id="bigint",
+        run_attempt="bigint",
+        repo_full_name="text",
+        name="text",
+        status="text",
+        conclusion="text",
+        created_at="timestamp",
+        started_at="timestamp",
+        completed_at="timestamp",
+        runner_name="text",
+    ),
+    "releases": _columns(
+        ("id",),
+        id="bigint",
+        repo_full_name="text",
+        tag_name="text",
+        name="text",
+        target_commitish="text",
+        draft="bool",
+        prerelease="bool",
+        created_at="timestamp",
+        published_at="timestamp",
+        author__login="text",
+    ),
 }
-"""Columns staging relies on that can be null in a whole load (only open PRs, only running builds):
-declared so they exist from the first load instead of appearing when a value first does."""
+"""Every column the staging models read, by table: declared so each exists from the first load."""
+COMMIT_LIST_COLUMNS = _columns(
+    sha="text",
+    author__login="text",
+    commit__author__email="text",
+    commit__author__date="timestamp",
+    commit__committer__date="timestamp",
+)
+NESTED_HINTS: dict[str, dict[Any, Any]] = {
+    "commits": {"parents": {"columns": _columns(sha="text")}},
+    "deployment_compares": {"commits": {"columns": COMMIT_LIST_COLUMNS}},
+}
+"""Child tables the staging models read (`commits__parents`, `deployment_compares__commits`). dlt
+creates a child table only with its first row, so a load that never had one (no commit on main yet,
+no compare with commits) declares it in the schema without creating it; the extraction then creates
+it empty (`pipelines.sources.declared_tables.create_declared_tables`)."""
+
+
+def _hints(table: str) -> dict[str, TColumnSchema]:
+    """A fresh copy of a table's column hints (dlt writes into the hints it is given)."""
+    return copy.deepcopy(COLUMNS[table])
+
+
+def _nested(table: str) -> dict[Any, Any]:
+    """A fresh copy of a table's nested (child table) hints."""
+    return copy.deepcopy(NESTED_HINTS[table])
+
+
+def _or_empty(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`rows`, or dlt's empty marker that still creates the table (with its declared columns)."""
+    return rows or dlt.mark.materialize_table_schema()
+
+
+def _rows_or_empty(fetch: Callable[..., list[dict[str, Any]]], *args: Any) -> list[dict[str, Any]]:
+    """`fetch(*args)`, or the empty marker when it returns no rows (a deferred call's result)."""
+    return _or_empty(fetch(*args))
+
+
+def _materialized(pages: Iterable[list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
+    """The pages, or one empty marker when there are none, so the table exists after any load."""
+    empty = True
+    for page in pages:
+        empty = False
+        yield page
+    if empty:
+        yield dlt.mark.materialize_table_schema()
+
+
 WORKERS = 5  # dlt's default extract pool; the session keeps a connection per worker and then some
 
 
@@ -431,7 +652,9 @@ def deployment_bundle(
         for page in api.pages(f"repos/{full}/deployments/{d['id']}/statuses", {"per_page": PAGE_SIZE}):
             rows += page
         rows.sort(key=lambda s: (s["created_at"], s["id"]))
-        latest[key] = rows[-1]["state"] if rows else "pending"
+        # GitHub marks superseded deployments `inactive`; the outcome is the last state before that.
+        decisive = [r for r in rows if r["state"] != "inactive"]
+        latest[key] = decisive[-1]["state"] if decisive else "pending"
         statuses += _tag(rows, deployment_id=d["id"], repo_full_name=full)
     compares, held = _pair_production(api, full, found, latest, mine, production)
     _advance_deployment_floor(mine, found, latest, held)
@@ -530,7 +753,7 @@ def github_source(
     production = frozenset(as_list(production_environments))
     lookback = timedelta(days=int(commits_lookback_days))
 
-    @dlt.resource(name="repositories", write_disposition="merge", primary_key="id")
+    @dlt.resource(name="repositories", write_disposition="merge", primary_key="id", columns=_hints("repositories"))
     def repositories() -> Iterator[list[dict[str, Any]]]:
         """The organisation's repositories (or the selected ones), re-read in full every run."""
         yield from list_repositories(api, org, selected)
@@ -540,64 +763,85 @@ def github_source(
         name="pull_requests",
         write_disposition="merge",
         primary_key="id",
-        columns=NULLABLE_COLUMNS["pull_requests"],
+        columns=_hints("pull_requests"),
     )
     def pull_requests(items: Any) -> Iterator[list[dict[str, Any]]]:
         """Pull requests created or updated since the last run (any state), per repository."""
         state = dlt.current.resource_state()
-        for repo in _repos_of(items):
-            yield from pull_request_pages(api, repo, state, start)
+        yield from _materialized(
+            page for repo in _repos_of(items) for page in pull_request_pages(api, repo, state, start)
+        )
 
     @dlt.transformer(
         data_from=pull_requests,
         name="pull_request_commits",
         write_disposition="merge",
         primary_key=("pull_request_id", "sha"),
+        columns=_hints("pull_request_commits"),
     )
-    def pull_request_commits(prs: Any) -> Iterator[Callable[[], Any]]:
+    def pull_request_commits(prs: Any) -> Iterator[Any]:
         """The commits of each PR loaded this run (at most 250 per PR, GitHub's cap)."""
         for pr in _repos_of(prs):
-            yield _deferred(pull_request_children, api, pr, "commits")
-
-    @dlt.transformer(data_from=pull_requests, name="pull_request_reviews", write_disposition="merge", primary_key="id")
-    def pull_request_reviews(prs: Any) -> Iterator[Callable[[], Any]]:
-        """The reviews of each PR loaded this run."""
-        for pr in _repos_of(prs):
-            yield _deferred(pull_request_children, api, pr, "reviews")
+            yield _deferred(_rows_or_empty, pull_request_children, api, pr, "commits")
+        if not prs:
+            yield dlt.mark.materialize_table_schema()
 
     @dlt.transformer(
-        data_from=repositories, name="commits", write_disposition="merge", primary_key=("repo_full_name", "sha")
+        data_from=pull_requests,
+        name="pull_request_reviews",
+        write_disposition="merge",
+        primary_key="id",
+        columns=_hints("pull_request_reviews"),
+    )
+    def pull_request_reviews(prs: Any) -> Iterator[Any]:
+        """The reviews of each PR loaded this run."""
+        for pr in _repos_of(prs):
+            yield _deferred(_rows_or_empty, pull_request_children, api, pr, "reviews")
+        if not prs:
+            yield dlt.mark.materialize_table_schema()
+
+    @dlt.transformer(
+        data_from=repositories,
+        name="commits",
+        write_disposition="merge",
+        primary_key=("repo_full_name", "sha"),
+        columns=_hints("commits"),
+        nested_hints=_nested("commits"),
     )
     def commits(items: Any) -> Iterator[list[dict[str, Any]]]:
         """Commits on each repository's default branch, newest first, since the commit cursor."""
         state = dlt.current.resource_state()
-        for repo in _repos_of(items):
-            yield from commit_pages(api, repo, state, start, lookback)
+        yield from _materialized(
+            page for repo in _repos_of(items) for page in commit_pages(api, repo, state, start, lookback)
+        )
 
     @dlt.transformer(
         data_from=repositories,
         name="workflow_runs",
         write_disposition="merge",
         primary_key="id",
-        columns=NULLABLE_COLUMNS["workflow_runs"],
+        columns=_hints("workflow_runs"),
     )
     def workflow_runs(items: Any) -> Iterator[list[dict[str, Any]]]:
         """GitHub Actions runs created since the run cursor; runs in progress are re-read until completed."""
         state = dlt.current.resource_state()
-        for repo in _repos_of(items):
-            yield from workflow_run_pages(api, repo, state, start)
+        yield from _materialized(
+            page for repo in _repos_of(items) for page in workflow_run_pages(api, repo, state, start)
+        )
 
     @dlt.transformer(
         data_from=workflow_runs,
         name="workflow_jobs",
         write_disposition="merge",
         primary_key="id",
-        columns=NULLABLE_COLUMNS["workflow_jobs"],
+        columns=_hints("workflow_jobs"),
     )
-    def workflow_jobs(runs: Any) -> Iterator[Callable[[], Any]]:
+    def workflow_jobs(runs: Any) -> Iterator[Any]:
         """The jobs (with their steps) of each run loaded this run."""
         for run in _repos_of(runs):
-            yield _deferred(workflow_jobs_of, api, run)
+            yield _deferred(_rows_or_empty, workflow_jobs_of, api, run)
+        if not runs:
+            yield dlt.mark.materialize_table_schema()
 
     # Deployments, statuses and compares come from one pass per repository (statuses decide both
     # the cursor and which deployments pair up); this hidden resource feeds the three tables.
@@ -609,30 +853,39 @@ def github_source(
             mine = states.setdefault(repo["full_name"], {})
             yield _deferred(deployment_bundle, api, repo, mine, start, production)
 
-    @dlt.transformer(data_from=deployment_bundles, name="deployments", write_disposition="merge", primary_key="id")
+    @dlt.transformer(
+        data_from=deployment_bundles,
+        name="deployments",
+        write_disposition="merge",
+        primary_key="id",
+        columns=_hints("deployments"),
+    )
     def deployments(bundle: DeploymentBundle) -> Iterator[list[dict[str, Any]]]:
         """Deployments created since the deployment cursor, and those still running at the last run."""
-        if bundle.deployments:
-            yield bundle.deployments
+        yield _or_empty(bundle.deployments)
 
     @dlt.transformer(
-        data_from=deployment_bundles, name="deployment_statuses", write_disposition="merge", primary_key="id"
+        data_from=deployment_bundles,
+        name="deployment_statuses",
+        write_disposition="merge",
+        primary_key="id",
+        columns=_hints("deployment_statuses"),
     )
     def deployment_statuses(bundle: DeploymentBundle) -> Iterator[list[dict[str, Any]]]:
         """All statuses of each deployment loaded this run, tagged with `deployment_id`."""
-        if bundle.statuses:
-            yield bundle.statuses
+        yield _or_empty(bundle.statuses)
 
     @dlt.transformer(
         data_from=deployment_bundles,
         name="deployment_compares",
         write_disposition="merge",
         primary_key=("repo_full_name", "base_sha", "head_sha"),
+        columns=_hints("deployment_compares"),
+        nested_hints=_nested("deployment_compares"),
     )
     def deployment_compares(bundle: DeploymentBundle) -> Iterator[list[dict[str, Any]]]:
         """`base...head` between consecutive successful production deployments, with the commits shipped."""
-        if bundle.compares:
-            yield bundle.compares
+        yield _or_empty(bundle.compares)
 
     releases = _releases(api, repositories)
     return [
@@ -662,6 +915,7 @@ def _releases(api: GitHubClient, repositories: DltResource) -> DltResource:
                     "name": "releases",
                     "write_disposition": "merge",
                     "primary_key": "id",
+                    "columns": _hints("releases"),
                     "endpoint": {
                         "path": "repos/{resources.repositories.full_name}/releases",
                         "params": {"per_page": PAGE_SIZE},
@@ -675,7 +929,15 @@ def _releases(api: GitHubClient, repositories: DltResource) -> DltResource:
     )
     release_resource = next(r for r in resources if r.name == "releases")
     release_resource.__doc__ = "Each repository's releases, re-read in full every run (a few a year per repository)."
+    # A repository without releases answers an empty page: load it as the empty marker, so that the
+    # table exists even when no repository has a release yet.
+    release_resource.add_step(_empty_page_marker)
     return release_resource
+
+
+def _empty_page_marker(page: Any) -> Any:
+    """An empty page as dlt's empty marker (which creates the table); any other item unchanged."""
+    return dlt.mark.materialize_table_schema() if isinstance(page, list) and not page else page
 
 
 def _rename_parent_key(row: dict[str, Any]) -> dict[str, Any]:

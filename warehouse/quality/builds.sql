@@ -44,7 +44,7 @@ select
     b.build_number,
     b.sha,
     b.branch,
-    cast(regexp_extract(b.job_full_name, '/PR-([0-9]+)$', 1) as integer) as pr_number,
+    cast(nullif(regexp_extract(b.job_full_name, '/PR-([0-9]+)$', 1), '') as integer) as pr_number,
     b.result,
     b.original_result,
     b.started_at,
