@@ -172,6 +172,8 @@ CHORE_TITLES = [
 DECOY_TITLES = ["Support UTF-8 file names", "Parse ISO-8601 offsets", "Handle SHA-256 digests"]
 
 STATUS_FLOW = ["To Do", "In Progress", "In Review", "Done"]
+POST_PROGRAMME_SHARE = 70 * 2.2 / (270 + 70 * 2.2)
+"""Share of epics created in days 250-320 when that stretch has 2.2x the density of days -20-250."""
 TEST_SUITES = ["api", "domain", "storage", "integration"]
 
 
@@ -394,9 +396,9 @@ class _Generator:
         service = self.service_by_name[rng.choice(team.services)]
         repo = service.repo(ORG)
         number = self.next_id(f"pr-{repo}")
-        coding = self.hours(rng, self.cfg.mix(16, 8, first_commit))
+        coding = self.hours(rng, self.cfg.mix(16, 6, first_commit))
         created = _sec(first_commit + coding)
-        review_wait = self.hours(rng, self.cfg.mix(26, 9, first_commit), 0.7)
+        review_wait = self.hours(rng, self.cfg.mix(26, 6, first_commit), 0.7)
         merged = _sec(created + review_wait)
         abandoned = issue is None and rng.random() < 0.06
         n_commits = rng.randint(2, 6)
@@ -506,7 +508,9 @@ class _Generator:
                     if name not in used:
                         break
                 used.add(name)
-                created = self.start + timedelta(days=rng.uniform(-20, 320))
+                # Teams take on more features per day once the programme frees capacity.
+                late = rng.random() < POST_PROGRAMME_SHARE
+                created = self.start + timedelta(days=rng.uniform(250, 320) if late else rng.uniform(-20, 250))
                 self.epic(team, name, created, rng)
             for _ in range(self.count(40, rng)):
                 created = self.start + timedelta(days=rng.uniform(0, 360))
@@ -534,7 +538,8 @@ class _Generator:
     def epic(self, team: Team, name: str, created: datetime, rng: random.Random) -> None:
         epic = self.new_issue(team, "Epic", name, created, rng, assignee=team.lead_id)
         self.epics.append(epic)
-        span = timedelta(days=max(8.0, rng.gauss(self.cfg.mix(40, 23, created), 7)))
+        # the pace of the work, not of the planning, decides how long a feature takes
+        span = timedelta(days=max(8.0, rng.gauss(self.cfg.mix(40, 22, created + timedelta(days=20)), 6)))
         plan = timedelta(days=rng.uniform(2, 6))
         stories = [
             f"{name}: {part}"
@@ -580,9 +585,9 @@ class _Generator:
         release = last_merge + timedelta(days=1)
         self.expected_release[epic.key] = release
         # bugs that escape to production after release; fewer once the programme takes effect
-        lam = self.cfg.mix(1.3, 0.5, release)
+        lam = self.cfg.mix(1.3, 0.2, release)
         for _ in range(np.random.default_rng(rng.getrandbits(32)).poisson(lam)):
-            at = release + timedelta(days=rng.expovariate(1 / 12))
+            at = release + timedelta(days=rng.expovariate(1 / 8))
             if at >= self.end:
                 continue
             bug = self.new_issue(team, "Bug", f"{name}: failure reported by customers", at, rng, epic.key)
@@ -780,13 +785,13 @@ class _Generator:
 
         t = self.start + timedelta(hours=rng.uniform(1, 24))
         while t < self.end:
-            gap = timedelta(hours=rng.expovariate(1 / self.cfg.mix(52, 24, t)))
+            gap = timedelta(hours=rng.expovariate(1 / self.cfg.mix(52, 14, t)))
             in_bad_week = bad_week is not None and bad_week <= t < bad_week + timedelta(days=7)
             sha = head_at(t)
             if sha == deployed_sha or sha in history:  # never redeploy a commit except to roll back
                 t += gap
                 continue
-            person = rng.random() >= self.cfg.mix(0.55, 0.93, t)
+            person = rng.random() >= self.cfg.mix(0.55, 0.96, t)
             fail_p = 0.6 if in_bad_week else self.cfg.mix(0.18, 0.04, t)
             staging = attempt(
                 "staging", sha, t - timedelta(minutes=rng.uniform(20, 90)), person=person, fail_p=0.03, rollback=False
@@ -807,7 +812,7 @@ class _Generator:
                 prod.bad = True
                 mode = rng.random()
                 rolled_back = mode < 0.6
-                delay = timedelta(minutes=rng.uniform(*((40, 200) if self.cfg.progress(t) < 1 else (8, 55))))
+                delay = timedelta(minutes=rng.uniform(*((40, 200) if self.cfg.progress(t) < 1 else (5, 35))))
                 if mode >= 0.45:  # an incident, before the rollback (if any) and the next deployment
                     latest = delay.total_seconds() / 60 - 2 if rolled_back else 240
                     at = prod.finished_at + timedelta(minutes=rng.uniform(3, max(4.0, latest)))
@@ -1147,7 +1152,7 @@ class _Generator:
         adopters: dict[str, np.ndarray] = {}
         for e in epics:
             release = released_at.get(e.key, self.start)
-            median = 0.05 if e.legacy else self.cfg.mix(0.034, 0.05, release)
+            median = 0.05 if e.legacy else self.cfg.mix(0.034, 0.045, release)
             appeal[e.key] = float(min(0.4, median * math.exp(rng.normal(0, 0.6))))
             adopters[e.key] = rng.random(n_users) < appeal[e.key]
         drop_feature = max((e for e in epics if not e.legacy), key=lambda e: appeal[e.key], default=None)
