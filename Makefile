@@ -9,7 +9,7 @@ export RUNTIME__DLTHUB_TELEMETRY ?= false
 export GX_ANALYTICS_ENABLED ?= false
 BENCH_JSON ?= bench/results/latest.json
 
-.PHONY: setup demo test test-slow ui lint format bench clean
+.PHONY: setup demo test test-slow ui lint format bench clean browser
 
 setup: $(STAMP)
 
@@ -26,10 +26,18 @@ $(STAMP): pyproject.toml requirements.lock
 demo: setup  ## run the whole pipeline against the built-in sandbox and print the headline KPIs
 	$(BIN)/opsmap run
 
-test: setup  ## the test suite (what CI runs)
+test: setup browser  ## the test suite (what CI runs)
 	$(BIN)/pytest -q -m "not slow"
 
-test-slow: setup  ## the heavier variants too
+# The report test renders the HTML report in headless Chromium, from Debian's packages. As root
+# (CI, containers) it is installed when missing; otherwise install it yourself: apt-get install chromium.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "note: install Chromium (apt-get install chromium) for the report rendering test"; fi; }
+
+test-slow: setup browser  ## the heavier variants too
 	$(BIN)/pytest -q
 
 ui: setup  ## the Dagster UI on http://127.0.0.1:3000
