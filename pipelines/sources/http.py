@@ -797,7 +797,12 @@ class SourceSession(requests.Session):
             self._track_bytes(response, stream)
             # Error bodies are small, so read them even when streamed: GitHub's rate-limit message
             # lives there, and error messages quote them.
-            body = response.content if response.status_code >= 400 else b""
+            try:
+                body = response.content if response.status_code >= 400 else b""
+            except _TRANSIENT_ERRORS as exc:  # a streamed error answer cut mid-body: retry like any cut body
+                response.close()
+                self._retry_transient(call, _exception_reason(exc), None)
+                continue
             hit = self.policy.classify(response.status_code, response.headers, body, self._clock())
             if hit is not None:
                 self._retry_rate_limited(call, response, hit)
