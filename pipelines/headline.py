@@ -38,8 +38,7 @@ def headline_table(warehouse: Path) -> str:
                 "FROM kpi.dora WHERE period_kind = 'current'"
             ).fetchone()
             if row:
-                names = ["deployments per day", "lead time (h, median)", "change failure rate",
-                         "recovery (h, median)"]  # fmt: skip
+                names = ["deployments per day", "lead time (h, median)", "change failure rate", "recovery (h, median)"]
                 for name, value in zip(names, row[:4], strict=True):
                     lines.append(f"{name:<34}{_fmt(value, ''):>12}")
                 lines.append(f"{'overall tier':<34}{row[4] or 'n/a':>12}")

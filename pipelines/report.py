@@ -78,10 +78,16 @@ def dora_charts(dora: pl.DataFrame) -> list[str]:
 def success_chart(success: pl.DataFrame) -> str:
     ratios = success.filter(pl.col("unit") == "ratio").select("metric", "baseline_value", "current_value", "target")
     long = ratios.unpivot(index=["metric", "target"], variable_name="window", value_name="value").to_pandas()
-    bars = alt.Chart(long).mark_bar().encode(
-        y=alt.Y("metric:N", title=None), x=alt.X("value:Q", title="share", scale=alt.Scale(domain=[0, 1])),
-        yOffset="window:N", color=alt.Color("window:N", title=None),
-    )  # fmt: skip
+    bars = (
+        alt.Chart(long)
+        .mark_bar()
+        .encode(
+            y=alt.Y("metric:N", title=None),
+            x=alt.X("value:Q", title="share", scale=alt.Scale(domain=[0, 1])),
+            yOffset="window:N",
+            color=alt.Color("window:N", title=None),
+        )
+    )
     ticks = (
         alt.Chart(ratios.to_pandas()).mark_tick(color="black", thickness=2, size=22).encode(y="metric:N", x="target:Q")
     )
@@ -96,10 +102,16 @@ def waterfall_chart(value: pl.DataFrame) -> str:
         start=pl.col("end") - pl.col("measured_value_usd")
     )
     order = running["value_line"].to_list()
-    chart = alt.Chart(running.to_pandas()).mark_bar().encode(
-        x=alt.X("value_line:N", sort=order, title=None), y=alt.Y("start:Q", title="USD millions per year"),
-        y2="end:Q", color=alt.condition("datum.measured_value_usd >= 0", alt.value("#2f6fb0"), alt.value("#b3261e")),
-    )  # fmt: skip
+    chart = (
+        alt.Chart(running.to_pandas())
+        .mark_bar()
+        .encode(
+            x=alt.X("value_line:N", sort=order, title=None),
+            y=alt.Y("start:Q", title="USD millions per year"),
+            y2="end:Q",
+            color=alt.condition("datum.measured_value_usd >= 0", alt.value("#2f6fb0"), alt.value("#b3261e")),
+        )
+    )
     return svg(chart.properties(title="Measured annual value by line (cumulative)", width=900, height=260))
 
 

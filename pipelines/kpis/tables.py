@@ -84,17 +84,49 @@ VALUE_DOCS: dict[str, str] = {
 }
 
 TABLE_DOCS: dict[str, tuple[str, dict[str, str]]] = {
-    "dora": ("DORA metrics per ISO week and over the baseline and current windows, with sample sizes and tiers.",
-             DORA_DOCS),
+    "dora": (
+        "DORA metrics per ISO week and over the baseline and current windows, with sample sizes and tiers.",
+        DORA_DOCS,
+    ),
     "weekly_metrics": ("The nine success metrics per complete ISO week (long format).", WEEKLY_DOCS),
     "success_metrics": ("The nine success metrics: baseline, current, improvement and target.", SUCCESS_DOCS),
-    "business_value": ("The business-value driver model: value per line and group, measured and at target.",
-                       VALUE_DOCS),
-}  # fmt: skip
+    "business_value": (
+        "The business-value driver model: value per line and group, measured and at target.",
+        VALUE_DOCS,
+    ),
+}
 
 
-_rate = pa.Check.in_range(0.0, 1.0)
-_nonneg = pa.Check.ge(0.0)
+# Explicit column types: in an empty or thin world a column can be all null, and polars would type it Null.
+SUCCESS_TYPES: dict[str, pl.DataType] = {
+    "metric": pl.String(),
+    "unit": pl.String(),
+    "direction": pl.String(),
+    "baseline_value": pl.Float64(),
+    "baseline_sample": pl.Int64(),
+    "current_value": pl.Float64(),
+    "current_sample": pl.Int64(),
+    "improvement_pct": pl.Float64(),
+    "target": pl.Float64(),
+    "target_kind": pl.String(),
+    "met": pl.Boolean(),
+    "definition": pl.String(),
+    "null_reason": pl.String(),
+}
+VALUE_TYPES: dict[str, pl.DataType] = {
+    "value_line": pl.String(),
+    "value_group": pl.String(),
+    "driver_metric": pl.String(),
+    "formula": pl.String(),
+    "baseline_value": pl.Float64(),
+    "baseline_source": pl.String(),
+    "current_value": pl.Float64(),
+    "target_value": pl.Float64(),
+    "measured_value_usd": pl.Float64(),
+    "value_at_target_usd": pl.Float64(),
+    "assumptions": pl.String(),
+    "null_reason": pl.String(),
+}
 
 
 class DoraSchema(pa.DataFrameModel):
@@ -139,22 +171,34 @@ def kpi_frames(marts: Marts, config: KpiConfig, settings: dict[str, float]) -> d
     }
     weekly = pl.DataFrame(
         [
-            {"week_start": p.start, "week_end": p.end, "metric": name, "value": f.value, "sample_size": f.sample,
-             "null_reason": f.reason}
+            {
+                "week_start": p.start,
+                "week_end": p.end,
+                "metric": name,
+                "value": f.value,
+                "sample_size": f.sample,
+                "null_reason": f.reason,
+            }
             for p in weeks
             for name, f in figures[p.start.isoformat()].items()
         ],
-        schema={"week_start": pl.Date, "week_end": pl.Date, "metric": pl.String, "value": pl.Float64,
-                "sample_size": pl.Int64, "null_reason": pl.String},
-    )  # fmt: skip
+        schema={
+            "week_start": pl.Date,
+            "week_end": pl.Date,
+            "metric": pl.String,
+            "value": pl.Float64,
+            "sample_size": pl.Int64,
+            "null_reason": pl.String,
+        },
+    )
     success = success_rows(figures, config.metrics)
     measured = {r["metric"]: (r["baseline_value"], r["current_value"]) for r in success}
     value = value_rows(config.value_model, config.metrics, measured)
     frames = {
         "dora": DoraSchema.validate(_typed(dora, DORA_DOCS)),
         "weekly_metrics": weekly,
-        "success_metrics": SuccessSchema.validate(pl.DataFrame(success, infer_schema_length=None)),
-        "business_value": ValueSchema.validate(pl.DataFrame(value, infer_schema_length=None)),
+        "success_metrics": SuccessSchema.validate(pl.DataFrame(success, schema=SUCCESS_TYPES)),
+        "business_value": ValueSchema.validate(pl.DataFrame(value, schema=VALUE_TYPES)),
     }
     return frames
 
@@ -166,8 +210,14 @@ def _label(p: Period) -> str:
 def _typed(frame: pl.DataFrame, docs: dict[str, str]) -> pl.DataFrame:
     """Give all-null columns a concrete type (an empty week makes polars infer Null)."""
     casts = {c: pl.Float64 for c, t in frame.schema.items() if t == pl.Null}
-    for c in ("performance_tier", "null_reasons", "deployment_frequency_tier", "lead_time_tier",
-              "change_failure_tier", "recovery_tier"):  # fmt: skip
+    for c in (
+        "performance_tier",
+        "null_reasons",
+        "deployment_frequency_tier",
+        "lead_time_tier",
+        "change_failure_tier",
+        "recovery_tier",
+    ):
         if c in frame.columns and frame.schema[c] == pl.Null:
             casts[c] = pl.String
     return frame.cast(casts).select(list(docs))  # type: ignore[arg-type]

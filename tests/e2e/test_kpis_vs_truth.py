@@ -82,9 +82,7 @@ class TruthKpis:
             if in_period(i["resolved_at"], s, e)
         ]
         rec = self.recovery()
-        recovered = [
-            (at - self.finished[d]).total_seconds() / HOUR for d, at in rec.items() if in_period(at, s, e)
-        ]
+        recovered = [(at - self.finished[d]).total_seconds() / HOUR for d, at in rec.items() if in_period(at, s, e)]
         shipped_fix = {
             p["first_deployment_id"]
             for p in self.t["pull_requests"].iter_rows(named=True)
@@ -111,7 +109,9 @@ class TruthKpis:
         n = len(deps)
         people = w.people_by_id
         done = sum(
-            1 for i in t["issues"].iter_rows(named=True) if i["type"] in ("Story", "Task") and in_period(i["done_at"], s, e)
+            1
+            for i in t["issues"].iter_rows(named=True)
+            if i["type"] in ("Story", "Task") and in_period(i["done_at"], s, e)
         )
         weeks = set()
         as_of = w.config.end_at
@@ -126,9 +126,7 @@ class TruthKpis:
             (pl.col("environment") == "production") & pl.col("outcome").is_in(["success", "failure"])
         )
         completed = [a for a in attempts.iter_rows(named=True) if in_period(a["finished_at"], s, e)]
-        escaped = sum(
-            1 for i in t["issues"].iter_rows(named=True) if i["escaped"] and in_period(i["created_at"], s, e)
-        )
+        escaped = sum(1 for i in t["issues"].iter_rows(named=True) if i["escaped"] and in_period(i["created_at"], s, e))
         ttm = [
             (f["first_released_at"] - f["created_at"]).total_seconds() / 86400
             for f in t["features"].iter_rows(named=True)
@@ -136,8 +134,11 @@ class TruthKpis:
         ]
         rec = self.recovery()
         failures = [d for d in deps if d["is_change_failure"]]
-        fast = [d for d in failures if d["deployment_id"] in rec and
-                (rec[d["deployment_id"]] - d["finished_at"]).total_seconds() <= 3600]  # fmt: skip
+        fast = [
+            d
+            for d in failures
+            if d["deployment_id"] in rec and (rec[d["deployment_id"]] - d["finished_at"]).total_seconds() <= 3600
+        ]
         daily = t["events_daily"].filter(pl.col("day").is_between(s, e))
         total = int(daily["events"].sum())
         tracked = int(daily.filter(pl.col("feature_key").is_not_null())["events"].sum())
@@ -204,8 +205,12 @@ def same(name: str, expected: float | None, found: float | None, tolerance: floa
     assert abs(expected - found) <= tolerance + 1e-9 * abs(expected), f"{name}: truth {expected!r}, kpi {found!r}"
 
 
-DURATION_TOLERANCE = {"lead_time_hours_median": 1 / 3600, "time_to_restore_hours_median": 1 / 3600,
-                      "failed_deployment_recovery_hours_median": 1 / 3600, "time_to_market_days": 1 / 86400}  # fmt: skip
+DURATION_TOLERANCE = {
+    "lead_time_hours_median": 1 / 3600,
+    "time_to_restore_hours_median": 1 / 3600,
+    "failed_deployment_recovery_hours_median": 1 / 3600,
+    "time_to_market_days": 1 / 86400,
+}
 
 
 @pytest.mark.parametrize("kind", ["baseline", "current"])

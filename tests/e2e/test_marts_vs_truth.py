@@ -43,39 +43,55 @@ def as_map(frame: pl.DataFrame, key: list[str], value: list[str]) -> dict[Any, A
 
 def test_pull_request_issue_links(truth: dict, con: duckdb.DuckDBPyConnection) -> None:
     mart = con.sql("SELECT repo, pr_number, issue_key FROM development.pull_requests").pl()
-    match("PR → issue", as_map(truth["pull_requests"], ["repo", "number"], ["issue_key"]),
-          as_map(mart, ["repo", "pr_number"], ["issue_key"]))  # fmt: skip
+    match(
+        "PR → issue",
+        as_map(truth["pull_requests"], ["repo", "number"], ["issue_key"]),
+        as_map(mart, ["repo", "pr_number"], ["issue_key"]),
+    )
 
 
 def test_pull_request_first_deployments(truth: dict, con: duckdb.DuckDBPyConnection) -> None:
     expected = truth["pull_requests"].filter(pl.col("first_deployment_id").is_not_null())
     mart = con.sql("SELECT repo, pr_number, deployment_id FROM deployment.changes").pl()
-    match("PR → first deployment", as_map(expected, ["repo", "number"], ["first_deployment_id"]),
-          as_map(mart, ["repo", "pr_number"], ["deployment_id"]))  # fmt: skip
+    match(
+        "PR → first deployment",
+        as_map(expected, ["repo", "number"], ["first_deployment_id"]),
+        as_map(mart, ["repo", "pr_number"], ["deployment_id"]),
+    )
 
 
 def test_deployment_attempts(truth: dict, con: duckdb.DuckDBPyConnection) -> None:
     cols = ["system", "service", "environment", "outcome", "triggered_by"]
-    mart = con.sql(f"SELECT deployment_id, {', '.join(cols)}, started_at, finished_at, sha "
-                   "FROM deployment.deployment_attempts").pl()  # fmt: skip
-    match("deployment attempts (system, service, environment, outcome, trigger, times, sha)",
-          as_map(truth["deployments"], ["deployment_id"], [*cols, "started_at", "finished_at", "sha"]),
-          as_map(mart, ["deployment_id"], [*cols, "started_at", "finished_at", "sha"]))  # fmt: skip
+    mart = con.sql(
+        f"SELECT deployment_id, {', '.join(cols)}, started_at, finished_at, sha FROM deployment.deployment_attempts"
+    ).pl()
+    match(
+        "deployment attempts (system, service, environment, outcome, trigger, times, sha)",
+        as_map(truth["deployments"], ["deployment_id"], [*cols, "started_at", "finished_at", "sha"]),
+        as_map(mart, ["deployment_id"], [*cols, "started_at", "finished_at", "sha"]),
+    )
 
 
 def test_deployment_rollbacks_and_change_failures(truth: dict, con: duckdb.DuckDBPyConnection) -> None:
     expected = truth["deployments"].filter((pl.col("environment") == "production") & (pl.col("outcome") == "success"))
-    mart = con.sql("SELECT deployment_id, is_rollback, is_change_failure, change_failure_reason "
-                   "FROM deployment.deployments").pl()  # fmt: skip
+    mart = con.sql(
+        "SELECT deployment_id, is_rollback, is_change_failure, change_failure_reason FROM deployment.deployments"
+    ).pl()
     cols = ["is_rollback", "is_change_failure", "change_failure_reason"]
-    match("deployments (rollback, change failure, reason)", as_map(expected, ["deployment_id"], cols),
-          as_map(mart, ["deployment_id"], cols))  # fmt: skip
+    match(
+        "deployments (rollback, change failure, reason)",
+        as_map(expected, ["deployment_id"], cols),
+        as_map(mart, ["deployment_id"], cols),
+    )
 
 
 def test_incident_attribution(truth: dict, con: duckdb.DuckDBPyConnection) -> None:
     mart = con.sql("SELECT incident_id, attributed_deployment_id FROM quality.incidents").pl()
-    match("incident → deployment", as_map(truth["incidents"], ["incident_id"], ["caused_by_deployment_id"]),
-          as_map(mart, ["incident_id"], ["attributed_deployment_id"]))  # fmt: skip
+    match(
+        "incident → deployment",
+        as_map(truth["incidents"], ["incident_id"], ["caused_by_deployment_id"]),
+        as_map(mart, ["incident_id"], ["attributed_deployment_id"]),
+    )
 
 
 def test_bug_escapes(truth: dict, con: duckdb.DuckDBPyConnection) -> None:
@@ -86,22 +102,32 @@ def test_bug_escapes(truth: dict, con: duckdb.DuckDBPyConnection) -> None:
 
 def test_issue_epics_and_milestones(truth: dict, con: duckdb.DuckDBPyConnection) -> None:
     mart = con.sql("SELECT issue_key, epic_key, started_at, done_at FROM development.issues").pl()
-    match("issue → epic, started, done", as_map(truth["issues"], ["key"], ["epic_key", "started_at", "done_at"]),
-          as_map(mart, ["issue_key"], ["epic_key", "started_at", "done_at"]))  # fmt: skip
+    match(
+        "issue → epic, started, done",
+        as_map(truth["issues"], ["key"], ["epic_key", "started_at", "done_at"]),
+        as_map(mart, ["issue_key"], ["epic_key", "started_at", "done_at"]),
+    )
 
 
 def test_feature_releases(truth: dict, con: duckdb.DuckDBPyConnection) -> None:
     mart = con.sql("SELECT feature_key, first_deployed_at, first_released_at FROM development.features").pl()
-    match("feature first deployed / released",
-          as_map(truth["features"], ["epic_key"], ["first_deployed_at", "first_released_at"]),
-          as_map(mart, ["feature_key"], ["first_deployed_at", "first_released_at"]))  # fmt: skip
+    match(
+        "feature first deployed / released",
+        as_map(truth["features"], ["epic_key"], ["first_deployed_at", "first_released_at"]),
+        as_map(mart, ["feature_key"], ["first_deployed_at", "first_released_at"]),
+    )
 
 
 def test_daily_feature_usage(truth: dict, con: duckdb.DuckDBPyConnection) -> None:
     expected = (
-        truth["events_daily"].filter(pl.col("feature_key").is_not_null())
-        .group_by("day", "feature_key").agg(pl.col("events").sum())
-    )  # fmt: skip
+        truth["events_daily"]
+        .filter(pl.col("feature_key").is_not_null())
+        .group_by("day", "feature_key")
+        .agg(pl.col("events").sum())
+    )
     mart = con.sql("SELECT day, feature_key, events FROM usage.feature_usage_daily").pl()
-    match("daily events per feature", as_map(expected, ["day", "feature_key"], ["events"]),
-          as_map(mart, ["day", "feature_key"], ["events"]))  # fmt: skip
+    match(
+        "daily events per feature",
+        as_map(expected, ["day", "feature_key"], ["events"]),
+        as_map(mart, ["day", "feature_key"], ["events"]),
+    )

@@ -24,8 +24,12 @@ PLAN_MUSD = {
 
 def test_every_metric_at_target_reproduces_the_plan() -> None:
     config = KpiConfig.load()
-    rows = {r["value_line"]: r for r in value_rows(config.value_model, config.metrics,
-                                                      reference_measurements(config.value_model, config.metrics))}  # fmt: skip
+    rows = {
+        r["value_line"]: r
+        for r in value_rows(
+            config.value_model, config.metrics, reference_measurements(config.value_model, config.metrics)
+        )
+    }
     for line, musd in PLAN_MUSD.items():
         assert round(rows[line]["value_at_target_usd"] / 1e6, 2) == musd, line
         assert rows[line]["measured_value_usd"] == rows[line]["value_at_target_usd"], line

@@ -52,11 +52,11 @@ def test_faulted_servers_replay_the_same_statuses(world: World, tmp_path: Path) 
     statuses = []
     for run in range(2):
         log = tmp_path / f"access-{run}.jsonl"
-        with SandboxServer(world, faults=FaultPlan({"rate_limit": 0.2, "server_error": 0.2}, seed=9),
-                           access_log=log) as server:  # fmt: skip
+        with SandboxServer(
+            world, faults=FaultPlan({"rate_limit": 0.2, "server_error": 0.2}, seed=9), access_log=log
+        ) as server:
             for n in range(1, 30):
-                _get(f"{server.url}/github/orgs/{world.org}/repos?per_page=1&page={n}",
-                     {"Authorization": "Bearer t"})  # fmt: skip
+                _get(f"{server.url}/github/orgs/{world.org}/repos?per_page=1&page={n}", {"Authorization": "Bearer t"})
         statuses.append([json.loads(line)["status"] for line in log.read_text().splitlines()])
     assert statuses[0] == statuses[1]
     assert {403, 429, 503} & set(statuses[0]) and 200 in statuses[0]
@@ -73,8 +73,24 @@ def test_cli_serves_with_an_env_file_and_exports_truth(tmp_path: Path) -> None:
         assert {f"SOURCES__{s}__BASE_URL" for s in ("JIRA", "GITHUB", "JENKINS", "DATADOG", "MIXPANEL")} <= set(env)
         assert proc.as_of().startswith("2026-11-01")
     out = tmp_path / "truth"
-    done = subprocess.run([sys.executable, "-m", "pipelines.cli", "sandbox", "truth", "--out", str(out),
-                           "--seed", "5", "--scale", "0.05"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "sandbox",
+            "truth",
+            "--out",
+            str(out),
+            "--seed",
+            "5",
+            "--scale",
+            "0.05",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert (out / "deployments.parquet").exists() and "deployments.parquet" in done.stdout
     assert read_env_file is not None

@@ -39,8 +39,13 @@ def test_truth_columns_are_documented(world: World) -> None:
 def test_as_of_hides_the_future(world: World) -> None:
     as_of = world.config.end_at - timedelta(days=60)
     frames = dict(truth_frames(world, as_of))
-    for name, column in [("issues", "created_at"), ("pull_requests", "first_commit_at"), ("deployments", "started_at"),
-                         ("incidents", "created_at"), ("builds", "started_at")]:  # fmt: skip
+    for name, column in [
+        ("issues", "created_at"),
+        ("pull_requests", "first_commit_at"),
+        ("deployments", "started_at"),
+        ("incidents", "created_at"),
+        ("builds", "started_at"),
+    ]:
         assert frames[name].filter(pl.col(column) > as_of).height == 0, name
     assert frames["pull_requests"].filter(pl.col("merged_at") > as_of).height == 0
     assert frames["issues"].filter(pl.col("done_at") > as_of).height == 0
