@@ -8,7 +8,8 @@ from typing import Any
 import click
 from dagster import DagsterInstance, ExecuteInProcessResult
 
-from pipelines.settings import Paths
+from pipelines.failures import failure_reason
+from pipelines.settings import SYSTEMS, Paths
 
 
 def run_nightly(
@@ -26,9 +27,20 @@ def run_nightly(
     run_config: dict[str, Any] = {"loggers": {"progress": {}}}
     if sources_config:
         run_config["resources"] = {"sources": {"config": sources_config}}
-    asset_selection = None
-    if selection:
-        asset_selection = list(AssetSelection.from_string(selection).resolve(defs.resolve_asset_graph()))
+    chosen = AssetSelection.from_string(selection) if selection else None
+    skipped = skipped_systems()
+    if skipped:
+        # Some sources are configured, some not: extract those, and leave out whatever needs the others.
+        without = AssetSelection.groups(*[f"raw_{s}" for s in skipped]).downstream()
+        # What was built is still published, so readers see the systems that are configured.
+        chosen = ((chosen or AssetSelection.all()) - without) | AssetSelection.assets("published_warehouse")
+        left_out = len(without.resolve(defs.resolve_asset_graph()))
+        click.echo(
+            f"Extracting {', '.join(s for s in SYSTEMS if s not in skipped)}; skipped {', '.join(skipped)} "
+            f"(no SOURCES__<SYSTEM>__BASE_URL) and the {left_out} assets that need them.",
+            err=True,
+        )
+    asset_selection = list(chosen.resolve(defs.resolve_asset_graph())) if chosen is not None else None
     return job.execute_in_process(
         run_config=run_config,
         instance=instance or DagsterInstance.get(),
@@ -37,20 +49,30 @@ def run_nightly(
     )
 
 
+def skipped_systems() -> list[str]:
+    """Systems left out because others are configured; none when none is (the sandbox serves all five)."""
+    from pipelines.resources import configured_systems
+
+    configured = configured_systems()
+    return [s for s in SYSTEMS if s not in configured] if configured else []
+
+
 def print_summary(result: ExecuteInProcessResult, seconds: float) -> None:
     """What ran, what the checks said, and the headline figures from the published warehouse."""
     materialized = result.get_asset_materialization_events()
     checks = result.get_asset_check_evaluations()
     outcome = Counter("passed" if c.passed else f"failed ({c.severity.value})" for c in checks)
-    failed_steps = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    failed_steps = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     click.echo(f"\nopsmap run {'succeeded' if result.success else 'FAILED'} in {seconds:.1f} s")
     click.echo(f"  assets materialised: {len(materialized)}")
     click.echo(f"  checks run: {len(checks)}  " + "  ".join(f"{k}: {v}" for k, v in sorted(outcome.items())))
     for c in checks:
         if not c.passed:
             click.echo(f"    ✗ {c.asset_key.to_user_string()} · {c.check_name} ({c.severity.value})")
-    for step in failed_steps:
-        click.echo(f"  failed step: {step}")
+    for event in failed_steps:
+        # The step's root cause in one line: source, endpoint, status and the config key to fix.
+        reason = failure_reason(event.step_failure_data.error)  # type: ignore[union-attr]
+        click.echo(f"  failed step: {event.step_key}" + (f": {reason}" if reason else ""))
     published = Paths.from_env().published
     if result.success and published.exists():
         from pipelines.headline import headline_table
