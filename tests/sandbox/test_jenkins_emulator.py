@@ -346,6 +346,8 @@ def _emulated(em: JenkinsEmulator, world: World) -> dict[str, tuple[Any, tuple[s
     person_deploy = next(d for d in jenkins_deploys(world) if d.triggered_by == "person")
     failing = [b for b in builds if b.result != "SUCCESS"][:4] + [b for b in builds if b.result == "SUCCESS"][:2]
     flaky = next(b for b in builds if any(c.status == "FAILED" for c in b.test_cases))
+    # The recorded run's stages all ran (epoch startTimeMillis); a run whose every stage ran, failing if any.
+    ran = next(b for b in [*failing, *builds] if all(s.status != "NOT_EXECUTED" for s in b.stages))
 
     def all_builds(jobs: list[str], tree: str) -> list[Any]:
         return [b for j in jobs for b in ok(em, f"{job_path(j)}/api/json", tree=tree.split("=", 1)[1])["allBuilds"]]
@@ -398,7 +400,7 @@ def _emulated(em: JenkinsEmulator, world: World) -> dict[str, tuple[Any, tuple[s
         "jenkins/wfapi_describe_stage_items.jsonl": ({"stages": stage_items}, ()),
         "jenkins/multibranch_wfapi_describe_stage_items.jsonl": ({"stages": stage_items}, ()),
         # No sandbox pipeline waits for input, so no run links to pendingInputActions.
-        "jenkins/wfapi_describe.json": (describe(failing[0]), ("_links.pendingInputActions",)),
+        "jenkins/wfapi_describe.json": (describe(ran), ("_links.pendingInputActions",)),
         **{
             file: (
                 ok(em, f"{job_path(main_jobs[0])}/wfapi/runs", fullStages="true"),
@@ -446,3 +448,20 @@ def test_payloads_match_the_real_recordings(em: JenkinsEmulator, world: World):
             checked += 1
     assert not problems, problems
     assert checked >= 18
+
+
+def test_stages_that_never_ran_report_time_zero(em: JenkinsEmulator, world: World):
+    """Real Stage View sends 0 for a NOT_EXECUTED stage's start and duration (wfapi_runs_not_executed_stages.json),
+    and the epoch start of every stage that ran: on every finished run of the world that skipped a stage."""
+    runs = [(b.job, b.number, b.stages) for b in ci_builds(world)]
+    runs += [(d.jenkins_job or "", d.jenkins_number, d.stages) for d in jenkins_deploys(world)]
+    skipping = [run for run in runs if any(s.status == "NOT_EXECUTED" for s in run[2])]
+    assert skipping, "no run of this world skipped a stage"
+    for job, number, stages in skipping:
+        shown = ok(em, f"{job_path(job)}/{number}/wfapi/describe")["stages"]
+        assert [(s["name"], s["status"]) for s in shown] == [(s.name, s.status) for s in stages], (job, number)
+        for stage, item in zip(stages, shown, strict=True):
+            if stage.status == "NOT_EXECUTED":
+                assert (item["startTimeMillis"], item["durationMillis"]) == (0, 0), (job, number, stage.name)
+            else:
+                assert item["startTimeMillis"] == int(stage.started_at.timestamp() * 1000), (job, number, stage.name)

@@ -272,17 +272,31 @@ def test_the_changelog_endpoint_completes_capped_changelogs(small_world: World, 
 # --- (3) incremental: day D, then day D+1 -----------------------------------------------------------
 
 
+def jql_floor(cursor: datetime) -> datetime:
+    """The instant the next run's `updated >=` literal stands for: the cursor minus a minute, floored (jql_since)."""
+    return (cursor - timedelta(minutes=1)).replace(second=0, microsecond=0)
+
+
+def latest_update(world: World, at: datetime) -> datetime:
+    """The incremental cursor a run at `at` leaves behind: the latest `updated` of the issues it loaded."""
+    return max(i.updated_at(at) for i in world.visible(at).issues())
+
+
 def quiet_day(world: World) -> datetime:
-    """A midnight D such that D..D+1 brings a few changes: new issues and updates of older ones."""
+    """A midnight D such that D..D+1 brings a few changes, new issues and updates of older ones, and the
+    next run's overlap (the minute before D's cursor) holds at least one issue that did not change."""
     end = world.config.end_at
     for back in range(20, 300):
         day = end - timedelta(days=back)
         later = day + timedelta(days=1)
-        changed = [i for i in world.visible(later).issues() if i.updated_at(later) > day]
+        cursor = latest_update(world, day)
+        issues = world.visible(later).issues()
+        changed = [i for i in issues if i.updated_at(later) > cursor]
         new = [i for i in changed if i.created_at > day]
-        if 2 <= len(changed) <= 8 and 0 < len(new) < len(changed):
+        reread = [i for i in issues if jql_floor(cursor) <= i.updated_at(later) <= cursor]
+        if 2 <= len(changed) <= 8 and 0 < len(new) < len(changed) and reread:
             return day
-    raise AssertionError("no day with a few new and a few updated issues in this world")
+    raise AssertionError("no day with a few new and a few updated issues and an unchanged one in the overlap")
 
 
 def test_the_next_days_run_reads_only_what_changed(
@@ -299,7 +313,7 @@ def test_the_next_days_run_reads_only_what_changed(
     load(pipeline, **args)
     first = jira.take()
     assert raw_issues(pipeline) == world_issues(world, day)
-    cursor = max(i.updated_at(day) for i in world.visible(day).issues())
+    cursor = latest_update(world, day)
 
     requests.put(f"{private_sandbox.url}/_sandbox/as-of", params={"at": next_day.isoformat()}, timeout=10)
     load(pipeline, **args)
@@ -314,10 +328,12 @@ def test_the_next_days_run_reads_only_what_changed(
     searches = [(q["jql"][0], keys) for path, q, keys in second if path == SEARCH]
     since = f"updated >= '{(cursor - timedelta(minutes=1)):%Y/%m/%d %H:%M}'"
     assert searches and all(since in jql for jql, _ in searches)
-    # ... so Jira answered the changed issues plus the one(s) at the cursor, already loaded ...
-    changed = {i.key for i in world.visible(next_day).issues() if i.updated_at(next_day) > cursor}
+    # ... so Jira answered the changed issues plus the unchanged one(s) of that minute, already loaded ...
+    issues = world.visible(next_day).issues()
+    changed = {i.key for i in issues if i.updated_at(next_day) > cursor}
+    reread = {i.key for i in issues if jql_floor(cursor) <= i.updated_at(next_day) <= cursor}
     answered = {key for _, keys in searches for key in keys}
-    assert changed and changed < answered
+    assert changed and reread and answered == changed | reread
     # ... and only the changed ones were loaded again: the re-read ones were dropped, not merged.
     assert pipeline.last_trace.last_normalize_info.row_counts["issues"] == len(changed)
 

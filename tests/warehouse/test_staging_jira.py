@@ -134,11 +134,28 @@ def full(sandbox: SandboxServer, world: World, tmp_path_factory: pytest.TempPath
 
 
 def early_as_of(world: World) -> datetime:
-    """A day after the first issue with a fix version is done: sprints and releases have only just begun."""
-    first_fixed = min(
-        tr.at for i in world.issues if i.fix_version_ids for tr in i.transitions if tr.to_status == "Done"
-    )
-    return first_fixed + timedelta(days=1)
+    """The first midnight at which the early tests have something to compare, searched in the world: an Epic
+    and a Story, an epic link, a done issue, an issue in a sprint, one with a fix version, a listed version.
+    It must still be early: under a third of the issues exist and no issue names an affected version (these
+    only grow, so no later midnight would do)."""
+    sprints = {s.sprint_id: s for s in world.sprints}
+    everything = world.visible(world.config.end_at).issues()
+    t = world.config.start_at
+    while t <= world.config.end_at:
+        issues = world.visible(t).issues()
+        if (
+            {"Epic", "Story"} <= {i.issue_type for i in issues}
+            and any(i.epic_key for i in issues)
+            and any(i.transition_at("Done", t) for i in issues)
+            and any(visible_sprint_ids(i, sprints, t) for i in issues)
+            and any(visible_fix_version_ids(i, t) for i in issues)
+            and world.visible(t).versions()
+        ):
+            assert len(issues) < len(everything) / 3, f"{t}: not early any more ({len(issues)} issues)"
+            assert not any(i.affected_version_ids for i in issues), f"{t}: an issue names an affected version"
+            return t
+        t += timedelta(days=1)
+    raise AssertionError("the world never holds an Epic, a Story, an epic link, a done, a sprint and a fixed issue")
 
 
 @pytest.fixture(scope="module")
