@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 # Offline, quiet, and no writes outside the test's temporary folders.
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+# tests/ is not a package; shared test data modules (contract_catalogue) import by name from here.
+sys.path.insert(0, str(Path(__file__).parent))
 
-from pipelines.sandbox.generate import generate_world  # noqa: E402
-from pipelines.sandbox.server import SandboxServer  # noqa: E402
-from pipelines.sandbox.world import World, WorldConfig  # noqa: E402
+from pipelines.sandbox.generate import generate_world
+from pipelines.sandbox.server import SandboxServer
+from pipelines.sandbox.world import World, WorldConfig
 
 TEST_SEED = 42
 TEST_SCALE = 0.2

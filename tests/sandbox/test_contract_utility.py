@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
-from types import ModuleType
 
+import contract_catalogue as catalogue
 import pytest
 
 from pipelines.sandbox.contract import (
@@ -21,22 +18,6 @@ from pipelines.sandbox.contract import (
     select,
     string_kind,
 )
-
-
-def _load_catalogue() -> ModuleType:
-    """Import tests/contract_catalogue.py by path (tests/ is not a package)."""
-    name = "contract_catalogue"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "contract_catalogue.py")
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up while the class is built
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-catalogue = _load_catalogue()
-
 
 # --- field_paths ---------------------------------------------------------------------------------
 

@@ -3,13 +3,10 @@ contract (docs/source-apis.md §5, facts 3, 8, 9), and every answer is the world
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import contract_catalogue as catalogue
 import orjson
 import pytest
 import requests
@@ -28,21 +25,6 @@ from pipelines.sandbox.http import HTTPError, Request
 from pipelines.sandbox.server import SandboxServer
 from pipelines.sandbox.world import Incident, World, utc
 from pipelines.sources.http import POLICIES
-
-
-def _load_catalogue() -> ModuleType:
-    """Import tests/contract_catalogue.py by path (tests/ is not a package)."""
-    name = "contract_catalogue"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "contract_catalogue.py")
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up while the class is built
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-catalogue = _load_catalogue()
 
 KEYS = {"DD-API-KEY": "k" * 32, "DD-APPLICATION-KEY": "a" * 40}
 SERVED = {

@@ -4,14 +4,11 @@ and every answer is the world as of the server's clock."""
 from __future__ import annotations
 
 import http.server
-import importlib.util
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import contract_catalogue as catalogue
 import orjson
 import pytest
 import requests
@@ -24,21 +21,6 @@ from pipelines.sandbox.github import MAX_PER_PAGE, created_window
 from pipelines.sandbox.server import SandboxServer
 from pipelines.sandbox.world import PullRequest, World
 from pipelines.sources.http import POLICIES
-
-
-def _load_catalogue() -> ModuleType:
-    """Import tests/contract_catalogue.py by path (tests/ is not a package)."""
-    name = "contract_catalogue"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "contract_catalogue.py")
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up while the class is built
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-catalogue = _load_catalogue()
 
 AUTH = {"Authorization": "Bearer test-token"}
 # Recorded endpoints the GitHub source does not read, so the emulator does not serve them: the org

@@ -4,14 +4,11 @@ behave as Jenkins', auth and proxy rate limits look real, and every answer is th
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import sys
 from base64 import b64encode
 from datetime import datetime, timedelta
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import contract_catalogue as catalogue
 import orjson
 import pytest
 import requests
@@ -22,21 +19,6 @@ from pipelines.sandbox.jenkins import JenkinsEmulator, TreeField, parse_tree
 from pipelines.sandbox.server import SandboxServer
 from pipelines.sandbox.world import Build, Deployment, World
 from pipelines.sources.http import POLICIES
-
-
-def _load_catalogue() -> ModuleType:
-    """Import tests/contract_catalogue.py by path (tests/ is not a package)."""
-    name = "contract_catalogue"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "contract_catalogue.py")
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up while the class is built
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-catalogue = _load_catalogue()
 
 BASIC = "Basic " + b64encode(b"opsmap:token").decode()
 BASE = "http://127.0.0.1:1/jenkins"

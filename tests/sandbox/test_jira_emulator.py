@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import base64
-import importlib.util
-import sys
 from datetime import datetime, timedelta
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -35,19 +31,8 @@ SEARCH = "/rest/api/3/search/jql"
 ALL_PROJECTS = "project in (PAY, SRCH, GRO, PLAT)"
 
 
-def _catalogue() -> ModuleType:
-    """tests/contract_catalogue.py, imported by path (tests/ is not a package)."""
-    name = "contract_catalogue"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "contract_catalogue.py")
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+import contract_catalogue as catalogue  # noqa: E402 - importable through tests/conftest.py
 
-
-catalogue = _catalogue()
 JIRA_ENDPOINTS = [e for e in catalogue.ENDPOINTS if e.system == "jira" and e.core]
 
 # What the world does not model, so the emulator renders it as Jira does for issues without it (empty

@@ -4,15 +4,12 @@ JSONL payloads that match the real recordings, auth, errors, limits, late events
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
-import sys
 import time
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import contract_catalogue as catalogue
 import orjson
 import polars as pl
 import pytest
@@ -36,20 +33,6 @@ from pipelines.sandbox.mixpanel import (
 from pipelines.sandbox.server import SandboxServer
 from pipelines.sandbox.world import World, utc
 
-
-def _load_catalogue() -> ModuleType:
-    """Import tests/contract_catalogue.py by path (tests/ is not a package)."""
-    name = "contract_catalogue"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "contract_catalogue.py")
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up while the class is built
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-catalogue = _load_catalogue()
 SERVICE = (SANDBOX_USERNAME, SANDBOX_SECRET)
 LEGACY = (SANDBOX_SECRET, "")
 

@@ -4,20 +4,18 @@ on real recordings, and a rejected token stops it at once with the key to fix.""
 from __future__ import annotations
 
 import http.server
-import importlib.util
 import json
 import re
-import sys
 import threading
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import contract_catalogue
 import dlt
 import duckdb
 import pytest
@@ -32,20 +30,7 @@ from pipelines.sandbox.server import SandboxServer
 from pipelines.sandbox.world import Build, Deployment, World, WorldConfig, WorldView
 from pipelines.sources.github import GitHubClient, as_list, compare_deployments, github_source, repo_names
 
-
-def _load_catalogue() -> ModuleType:
-    """Import tests/contract_catalogue.py by path (tests/ is not a package)."""
-    name = "contract_catalogue"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "contract_catalogue.py")
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up while the class is built
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-FIXTURES = _load_catalogue().FIXTURES_ROOT / "github"
+FIXTURES = contract_catalogue.FIXTURES_ROOT / "github"
 TOKEN = "ghp_testTokenThatMustNeverBeStored000001"
 
 
