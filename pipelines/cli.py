@@ -186,5 +186,26 @@ def sql(query: str | None, fmt: str) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
+# --- api ------------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--port", default=8000, show_default=True, help="Port on 127.0.0.1.")
+@click.option("--access-log/--no-access-log", default=True, show_default=True, help="Log one line per request.")
+def api(port: int, access_log: bool) -> None:
+    """Serve the product-ops API (/api/v1/product-ops/…, OpenAPI at /docs) over the published warehouse.
+
+    Requests need `Authorization: Bearer $OPSMAP_API_TOKEN`; set that secret before starting.
+    """
+    from pipelines.api import serve
+    from pipelines.api.config import ApiConfigError
+
+    logging.getLogger("opsmap.api").setLevel(logging.INFO)
+    try:
+        serve(port=port, access_log=access_log)
+    except ApiConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 if __name__ == "__main__":
     main()

@@ -36,7 +36,8 @@ def headline_table(warehouse: Path) -> str:
                 "SELECT deployment_frequency_per_day, lead_time_hours_median, change_failure_rate, "
                 "failed_deployment_recovery_hours_median, performance_tier "
                 "FROM kpi.dora WHERE period_kind = 'current'"
-            ).fetchone()
+            ).fetchall()
+            row = row[0] if row else None
             if row:
                 names = ["deployments per day", "lead time (h, median)", "change failure rate", "recovery (h, median)"]
                 for name, value in zip(names, row[:4], strict=True):
@@ -53,7 +54,7 @@ def headline_table(warehouse: Path) -> str:
             marts = sorted(t for t in tables if t.split(".")[0] in ("development", "deployment", "quality", "usage"))
             lines.append("rows per mart table")
             for t in marts:
-                count = con.execute(f"SELECT count(*) FROM {t}").fetchone()
+                count = con.execute(f"SELECT count(*) FROM {t}").fetchall()[0]
                 lines.append(f"  {t:<40}{count[0] if count else 0:>10}")
         return "\n".join(lines)
     finally:

@@ -205,7 +205,7 @@ def build_model(con: duckdb.DuckDBPyConnection, model: Model) -> dict[str, Any]:
         con.execute(f"COMMENT ON TABLE {model.table} IS {_literal(table_comment(model))}")
         for column, _ in actual:
             con.execute(f'COMMENT ON COLUMN {model.table}."{column}" IS {_literal(model.columns[column])}')
-        rows = con.execute(f"SELECT count(*) FROM {model.table}").fetchone()
+        rows = con.execute(f"SELECT count(*) FROM {model.table}").fetchall()[0]
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")

@@ -17,10 +17,10 @@ def key_violations(con: object, table: str, key: Sequence[str], sample: int = 5)
     ).fetchall()
     dup_count = con.execute(  # type: ignore[attr-defined]
         f"SELECT count(*) FROM (SELECT {cols} FROM {table} GROUP BY {cols} HAVING count(*) > 1)"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     nulls = con.execute(  # type: ignore[attr-defined]
         f"SELECT count(*) FROM {table} WHERE {' OR '.join(f'{c} IS NULL' for c in cols.split(', '))}"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     return {
         "duplicate_keys": int(dup_count),
         "null_keys": int(nulls),
