@@ -16,12 +16,17 @@ from dagster_dlt import DagsterDltResource
 
 from pipelines.assets.config_settings import config_feature_map, config_settings
 from pipelines.assets.extract import extraction_assets
+from pipelines.assets.insights import INSIGHT_ASSETS, INSIGHT_CHECKS, with_insight_deps
 from pipelines.assets.kpis import kpis
 from pipelines.assets.publication import publication_asset
+from pipelines.assets.reconciliation import reconciliation_primary_key, source_reconciliation
 from pipelines.assets.report import kpi_report
 from pipelines.assets.warehouse_models import model_assets
+from pipelines.checks.freshness import freshness_checks
+from pipelines.checks.gx_suites import gx_checks
 from pipelines.checks.keys import contract_checks, primary_key_checks
 from pipelines.checks.kpi_checks import KPI_CHECKS
+from pipelines.failures import with_extraction_retries
 from pipelines.progress import progress_logger
 from pipelines.resources import SourcesResource, Warehouse
 
@@ -29,7 +34,12 @@ NIGHTLY_CRON = "0 2 * * *"
 
 
 def build_definitions() -> Definitions:
-    assets = [*extraction_assets(), config_settings, config_feature_map, *model_assets(), kpis, kpi_report]
+    # Extraction retries transient failures (a Dagster RetryPolicy) and fails with one readable line.
+    extraction = [with_extraction_retries(a) for a in extraction_assets()]
+    assets = [*extraction, config_settings, config_feature_map, *model_assets(), kpis, kpi_report]
+    assets.append(source_reconciliation)  # after extraction; the KPIs read it (sync_accuracy)
+    # Insights (anomalies, forecasts, predictions, recommendations); the report shows them, so it waits for them.
+    assets = [*(with_insight_deps(a) if a is kpi_report else a for a in assets), *INSIGHT_ASSETS]
     upstream = [key for a in assets for key in a.keys]
     assets.append(publication_asset(upstream))
     nightly = define_asset_job(
@@ -50,7 +60,15 @@ def build_definitions() -> Definitions:
     )
     return Definitions(
         assets=assets,
-        asset_checks=[*primary_key_checks(), *contract_checks(), *KPI_CHECKS],
+        asset_checks=[
+            *primary_key_checks(),
+            *contract_checks(),
+            *KPI_CHECKS,
+            reconciliation_primary_key,
+            *gx_checks(),
+            *freshness_checks(extraction),
+            *INSIGHT_CHECKS,
+        ],
         jobs=[nightly],
         schedules=[schedule],
         resources={"dlt": DagsterDltResource(), "warehouse": Warehouse(), "sources": SourcesResource()},

@@ -2,8 +2,8 @@
 
 Charts are Vega-Lite specs (altair) rendered to SVG by vl-convert, so the file opens anywhere,
 offline, and a headless browser can screenshot it. Content: the headline success metrics against
-their targets, weekly DORA trends with the baseline and current windows shaded, and the
-business-value waterfall.
+their targets, weekly DORA trends with the baseline and current windows shaded, the
+business-value waterfall, and the insights (`pipelines/insights/report_section.py`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import altair as alt
 import duckdb
 import polars as pl
 import vl_convert as vlc
+
+from pipelines.insights.report_section import insights_html, load_insights
 
 DORA_SERIES = [
     ("deployment_frequency_per_day", "Deployments per day"),
@@ -47,6 +49,7 @@ def load(warehouse: Path) -> dict[str, pl.DataFrame]:
             "dora": con.sql("SELECT * FROM kpi.dora ORDER BY period_kind, period_start").pl(),
             "success": con.sql("SELECT * FROM kpi.success_metrics ORDER BY metric").pl(),
             "value": con.sql("SELECT * FROM kpi.business_value").pl(),
+            **load_insights(con),
         }
     finally:
         con.close()
@@ -175,6 +178,7 @@ def render(frames: dict[str, pl.DataFrame], generated_at: datetime | None = None
 <h2>Business value</h2>
 <div class="chart">{waterfall_chart(value)}</div>
 {value_table(value)}
+{insights_html(frames)}
 </body></html>
 """
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from dagster import AssetExecutionContext, AssetKey, AssetSpec, MaterializeResult, MetadataValue, multi_asset
 
+from pipelines.assets.reconciliation import RECONCILIATION_KEY
 from pipelines.assets.warehouse_models import asset_key
 from pipelines.kpis.compute import MART_QUERIES, KpiConfig, Marts
 from pipelines.kpis.tables import TABLE_DOCS, kpi_frames, write_kpi_table
@@ -35,7 +36,8 @@ def settings_from(con: object) -> dict[str, float]:
     specs=[
         AssetSpec(
             key=AssetKey(["kpi", name]),
-            deps=[*MART_KEYS, AssetKey(["config", "settings"])],
+            # RECONCILIATION_KEY: sync_accuracy reads quality.source_reconciliation.
+            deps=[*MART_KEYS, AssetKey(["config", "settings"]), RECONCILIATION_KEY],
             group_name="kpi",
             description=f"{description}\n\nComputed with polars in `pipelines/kpis/`; definitions in "
             "`warehouse/kpi/*.yaml`.",

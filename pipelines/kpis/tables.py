@@ -8,7 +8,8 @@ from typing import Any
 import pandera.polars as pa
 import polars as pl
 
-from pipelines.kpis.compute import KpiConfig, Marts, Period, dora_row, iso_weeks, success_figures, success_rows
+from pipelines.insights.success import prediction_accuracy_figures
+from pipelines.kpis.compute import Figure, KpiConfig, Marts, Period, dora_row, iso_weeks, success_figures, success_rows
 from pipelines.kpis.value import value_rows
 
 DORA_DOCS: dict[str, str] = {
@@ -88,8 +89,8 @@ TABLE_DOCS: dict[str, tuple[str, dict[str, str]]] = {
         "DORA metrics per ISO week and over the baseline and current windows, with sample sizes and tiers.",
         DORA_DOCS,
     ),
-    "weekly_metrics": ("The nine success metrics per complete ISO week (long format).", WEEKLY_DOCS),
-    "success_metrics": ("The nine success metrics: baseline, current, improvement and target.", SUCCESS_DOCS),
+    "weekly_metrics": ("The success metrics per complete ISO week (long format).", WEEKLY_DOCS),
+    "success_metrics": ("The success metrics: baseline, current, improvement and target.", SUCCESS_DOCS),
     "business_value": (
         "The business-value driver model: value per line and group, measured and at target.",
         VALUE_DOCS,
@@ -169,6 +170,9 @@ def kpi_frames(marts: Marts, config: KpiConfig, settings: dict[str, float]) -> d
     figures = {
         p.kind if p.kind != "week" else p.start.isoformat(): success_figures(marts, p, settings) for p in periods
     }
+    # prediction_accuracy: held-out accuracy of the feature-success model (pipelines/insights/success.py).
+    for p, (value, sample, reason) in prediction_accuracy_figures(marts.frames, marts.as_of, periods).items():
+        figures[_label(p)]["prediction_accuracy"] = Figure(value, sample, reason)
     weekly = pl.DataFrame(
         [
             {

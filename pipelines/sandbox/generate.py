@@ -352,6 +352,7 @@ class _Generator:
     def transition(self, issue: Issue, to_status: str, at: datetime, author: str) -> None:
         if at >= self.end:
             return
+        at = max(at, issue.created_at + timedelta(minutes=1))  # nothing happens to an issue before it exists
         from_status = issue.transitions[-1].to_status if issue.transitions else "To Do"
         issue.transitions.append(Transition(self.next_id("history", 90_001), _sec(at), author, from_status, to_status))
 

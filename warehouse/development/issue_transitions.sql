@@ -10,7 +10,7 @@ columns:
   from_status: Status left.
   to_status: Status entered.
   to_status_category: "Normalised category of the status entered: `todo`, `in_progress` or `done`."
-  hours_in_previous_status: Hours since the previous change (or since creation, for the first).
+  previous_status_hours: Hours since the previous change (or since creation, for the first).
 checks:
   to_status_category:
     isin: [todo, in_progress, done]
@@ -30,6 +30,6 @@ select
             i.created_at
         ),
         t.transitioned_at
-    ) / 3600.0 as hours_in_previous_status
+    ) / 3600.0 as previous_status_hours
 from staging.stg_jira__issue_transitions as t
 inner join staging.stg_jira__issues as i on i.issue_key = t.issue_key
