@@ -9,8 +9,31 @@ import duckdb
 import polars as pl
 
 
+def connect_published(warehouse: Path) -> duckdb.DuckDBPyConnection:
+    """Open the published warehouse read-only, as it is now, in a connection of its own.
+
+    `duckdb.connect(path)` reuses a database instance already open on the same path in this
+    process, so a long-lived process (a notebook kernel, a server) that still holds a connection
+    from before a publish would keep being handed the old snapshot. Attaching the file to a fresh
+    in-memory database opens whatever file is at `warehouse` now; a connection opened earlier keeps
+    its own, consistent snapshot until it is closed. The catalog is named after the file's stem, as
+    `duckdb.connect` would name it, so fully qualified names (`opsmap.kpi.dora`) keep working.
+    """
+    con = duckdb.connect(":memory:")
+    try:
+        catalog = '"' + warehouse.stem.replace('"', '""') + '"'
+        con.execute(f"ATTACH ? AS {catalog} (READ_ONLY)", [str(warehouse)])
+        con.execute(f"USE {catalog}")
+        con.execute("SET TimeZone = 'UTC'")  # `_at` columns read back in UTC, whatever the machine's zone
+    except Exception:
+        con.close()
+        raise
+    return con
+
+
 def run_query(warehouse: Path, query: str, fmt: str = "table") -> str:
-    con = duckdb.connect(str(warehouse), read_only=True)
+    """Run one query against the published warehouse and render it as a table, CSV or JSON."""
+    con = connect_published(warehouse)
     try:
         relation = con.sql(query)
         frame = relation.pl() if relation is not None else pl.DataFrame()
@@ -39,6 +62,8 @@ def interactive_shell(warehouse: Path) -> None:
             print()
             return
         stripped = line.strip()
+        if not buffer and not stripped:
+            continue
         if not buffer and stripped in (".quit", ".exit", "\\q"):
             return
         if not buffer and stripped == ".tables":
@@ -46,7 +71,8 @@ def interactive_shell(warehouse: Path) -> None:
         buffer.append(stripped)
         if stripped.endswith(";"):
             try:
-                print(run_query(warehouse, " ".join(buffer).rstrip(";")), end="")
+                # Lines keep their breaks: a leading `-- comment` line must not swallow the statement.
+                print(run_query(warehouse, "\n".join(buffer).rstrip(";")), end="")
             except duckdb.Error as exc:
                 print(f"error: {exc}")
             buffer = []
