@@ -7,6 +7,10 @@ sources at the emulator.
 
 Besides the systems, the server answers `GET/PUT /_sandbox/as-of?at=<ISO time>` to move the
 world's clock without a restart (tests of successive nightly runs).
+
+For benchmarks, `OPSMAP_SANDBOX_CAPTURE=<dir>` (or `capture_dir=`) writes every response body the
+server sends, uncompressed, one file per system (`<dir>/<system>.jsonl`: one JSON body per line;
+Mixpanel's export stream as sent): the payload bytes DuckDB's reader is measured against.
 """
 
 from __future__ import annotations
@@ -84,6 +88,7 @@ class SandboxServer:
         faults: FaultPlan | None = None,
         access_log: Path | None = None,
         slow_seconds: float = 1.0,
+        capture_dir: Path | None = None,
     ) -> None:
         self.world = world
         self.as_of = as_of or world.default_as_of()
@@ -93,6 +98,8 @@ class SandboxServer:
         self._log_file = access_log.open("a", encoding="utf-8") if access_log else None
         self._log_lock = threading.Lock()
         self.requests_served = 0
+        capture = capture_dir or os.environ.get(CAPTURE_ENV)
+        self.capture = PayloadCapture(Path(capture)) if capture else None
         self._httpd = ThreadingHTTPServer((host, port), _make_handler(self))
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -126,6 +133,8 @@ class SandboxServer:
         self._httpd.server_close()
         if self._log_file:
             self._log_file.close()
+        if self.capture:
+            self.capture.close()
 
     def __enter__(self) -> SandboxServer:
         return self.start()
@@ -139,6 +148,60 @@ class SandboxServer:
             if self._log_file:
                 self._log_file.write(orjson.dumps(entry).decode() + "\n")
                 self._log_file.flush()
+
+
+CAPTURE_ENV = "OPSMAP_SANDBOX_CAPTURE"
+CAPTURE_MAX_ENV = "OPSMAP_SANDBOX_CAPTURE_MAX_MB"
+
+
+class PayloadCapture:
+    """Appends response bodies to `<dir>/<system>.jsonl` (benchmarks only; off unless configured).
+
+    A JSON body goes on one line (the emulators render compact JSON); a streamed body (Mixpanel's
+    JSONL export, whose chunks end with a newline) is written as sent. Error answers (status >= 400)
+    are not captured. Past `max_bytes` per system (`OPSMAP_SANDBOX_CAPTURE_MAX_MB`) bodies are only
+    counted, not written; `close` writes the byte counts to `<dir>/_bytes.json`.
+    """
+
+    def __init__(self, folder: Path, max_bytes: int | None = None) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        if max_bytes is None and os.environ.get(CAPTURE_MAX_ENV):
+            max_bytes = int(float(os.environ[CAPTURE_MAX_ENV]) * 1e6)
+        self.max_bytes = max_bytes
+        self.seen: dict[str, int] = {}
+        self.written: dict[str, int] = {}
+        self._files: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def _write(self, system: str, data: bytes) -> None:
+        self.seen[system] = self.seen.get(system, 0) + len(data)
+        if self.max_bytes is not None and self.written.get(system, 0) + len(data) > self.max_bytes:
+            return
+        if system not in self._files:
+            self._files[system] = (self.folder / f"{system}.jsonl").open("ab")
+        self._files[system].write(data)
+        self.written[system] = self.written.get(system, 0) + len(data)
+
+    def body(self, system: str, body: bytes) -> None:
+        with self._lock:
+            self._write(system, body.replace(b"\n", b" ") + b"\n")
+
+    def stream(self, system: str, chunks: Any) -> Any:
+        """Pass `chunks` through, keeping a copy (Mixpanel's source streams one range at a time, so
+        streams of one system do not interleave)."""
+        for chunk in chunks:
+            with self._lock:
+                self._write(system, chunk)
+            yield chunk
+
+    def close(self) -> None:
+        with self._lock:
+            for fh in self._files.values():
+                fh.close()
+            self._files.clear()
+            summary = {"seen": self.seen, "written": self.written}
+            (self.folder / "_bytes.json").write_text(json.dumps(summary), encoding="utf-8")
 
 
 def _make_handler(server: SandboxServer) -> type[BaseHTTPRequestHandler]:
@@ -223,6 +286,11 @@ def _make_handler(server: SandboxServer) -> type[BaseHTTPRequestHandler]:
                     "faults": sorted(faults),
                 }
             )
+            if server.capture and response.status < 400:
+                if response.streamed:
+                    response.body = server.capture.stream(system, response.body)
+                else:
+                    server.capture.body(system, bytes(response.body))  # type: ignore[arg-type]
             self._send(response, truncate="truncate" in faults)
 
         def _admin(self, method: str, path: str, query: dict[str, list[str]]) -> None:

@@ -46,9 +46,11 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import cache
 from typing import Any
 
 import dlt
+from dlt.common.jsonpath import JSONPath, compile_path
 from dlt.common.schema.typing import TColumnSchema
 from dlt.extract.resource import DltResource
 from dlt.sources.helpers.rest_client import RESTClient
@@ -349,11 +351,18 @@ class GitHubClient:
 
     def pages(self, path: str, params: Mapping[str, Any] | None = None, selector: str | None = None) -> Iterator[Any]:
         """Pages of a list endpoint, following `Link: rel="next"` verbatim (`selector`: the list's key)."""
-        yield from self.rest.paginate(path, params=dict(params or {}), data_selector=selector or "$")
+        yield from self.rest.paginate(path, params=dict(params or {}), data_selector=_selector(selector or "$"))
 
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         """One JSON object."""
         return self.rest.get(path, params=dict(params or {})).json()
+
+
+@cache
+def _selector(path: str) -> JSONPath:
+    """A compiled JSONPath for a data selector. dlt compiles a string selector on every page (jsonpath-ng
+    builds a parser each time: 13 % of this source's CPU at scale 1); a compiled one is used as is."""
+    return compile_path(path)
 
 
 def _repo_states(resource_state: dict[str, Any]) -> dict[str, Any]:
