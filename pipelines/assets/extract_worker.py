@@ -32,9 +32,9 @@ from pipelines.settings import SYSTEMS, Paths
 SOURCE_FACTORIES: dict[str, str] = {system: f"pipelines.sources.{system}:{system}_source" for system in SYSTEMS}
 
 LONGEST_FIRST: tuple[str, ...] = ("github", "mixpanel", "jenkins", "jira", "datadog")
-"""Systems in the order workers take them: longest extraction first (measured at scale 1 and 10:
-GitHub ≈ half of all extraction CPU, then Mixpanel, Jenkins, Jira, Datadog), so the longest one
-starts at once and the short ones fill the other workers around it."""
+"""Systems in the order workers take them: longest extraction first (measured alone at scale 1:
+GitHub 18 s, Mixpanel 11 s, Jenkins 6 s, Jira 2 s, Datadog 1.4 s), so the longest one starts at
+once and the short ones fill the other workers around it."""
 
 WORKERS_ENV = "OPSMAP_EXTRACT_WORKERS"
 """Worker processes for extraction; 0 or 1 extracts the systems one after another in-process."""
@@ -59,8 +59,9 @@ def raw_pipeline(system: str, paths: Paths) -> dlt.Pipeline:
 def default_workers(tasks: int) -> int:
     """`$OPSMAP_EXTRACT_WORKERS`, else one worker per core (at least two), never more than the tasks.
 
-    Two workers on two cores measured best: GitHub alone keeps one busy, the four other systems
-    the second, and the sandbox and the DuckDB loads fill the gaps while workers wait on HTTP.
+    Measured on two cores, all five systems at scale 1: one after another 38.4 s, two workers
+    22.5–23.6 s, three 25.7–26.1 s. GitHub alone keeps one worker busy, the four other systems the
+    second, and the sandbox and the DuckDB loads fill the gaps while workers wait on HTTP.
     """
     raw = os.environ.get(WORKERS_ENV, "").strip()
     wanted = int(raw) if raw else max(2, os.cpu_count() or 2)

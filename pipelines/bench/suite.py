@@ -128,6 +128,7 @@ class Suite:
         if name.split(".")[0] not in self.sections:
             return
         print(f"[bench] {name} …", file=sys.stderr, flush=True)
+        load = [round(x, 2) for x in os.getloadavg()]  # the machine is shared: say how busy it was
         started = time.perf_counter()
         try:
             result = fn()
@@ -135,6 +136,7 @@ class Suite:
             result = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-3000:]}
         if isinstance(result, dict):
             result.setdefault("bench_seconds", round(time.perf_counter() - started, 1))
+            result.setdefault("load_average_at_start", load)
         head, _, tail = name.partition(".")
         if tail:
             self.summary.setdefault(head, {})[tail] = result

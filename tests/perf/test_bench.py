@@ -115,6 +115,7 @@ def test_large_world_multiplies_the_raw_tables_and_rebuilds_everything(built_war
     assert got["events"] == 3 * events and got["builds"] >= 2 * builds
     timings = rebuild(build)
     assert timings["models"] > 50 and timings["rows_built"] > got["events"]
+    assert len(timings["slowest_models_seconds"]) == 8
     _, _, staged_after, users_after, staged_builds_after = counts()
     assert staged_after == 3 * staged, "every copied event survives de-duplication: new insert ids"
     assert users_after > 2 * users, "new people doing the same things"
@@ -144,3 +145,16 @@ def test_extraction_section_counts_rows_requests_and_bytes() -> None:
     for system in ("github", "jira", "jenkins", "datadog", "mixpanel"):
         assert got[system]["rows"] > 0 and got[system]["requests"] > 0 and got[system]["payload_mb"] > 0
         assert got[system]["mb_per_s"]["reference"]["median"] > 0
+
+
+def test_large_world_section_reports_the_rebuild_measured_in_its_child(built_warehouse: dict) -> None:
+    from pipelines.bench.large_world import large_world_figures
+
+    build = built_warehouse["paths"].build
+    with duckdb.connect(str(build), read_only=True) as con:
+        events = con.execute("SELECT count(*) FROM raw_mixpanel.events").fetchone()[0]
+    got = large_world_figures(build, events=2 * events, builds=1)
+    assert got["succeeded"] == "1/1", got["failures"]
+    assert got["events"] == 2 * events
+    assert got["peak_memory_gib"]["median"] > 0.1 and got["raw_rows_per_s"]["median"] > 0
+    assert got["slowest_models_seconds"] and got["peak_memory_gib"]["goal"]["value"] == 8.0
