@@ -7,6 +7,7 @@ import os
 import sys
 import time
 import warnings
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -54,6 +55,33 @@ def run(sandbox_seed: int, sandbox_scale: float, sandbox_as_of: str | None, sele
         selection=selection,
     )
     print_summary(result, time.perf_counter() - started)
+    sys.exit(0 if result.success else 1)
+
+
+@main.command()
+@click.option("--start", required=True, type=click.DateTime(["%Y-%m-%d"]), help="First UTC day, YYYY-MM-DD.")
+@click.option("--end", required=True, type=click.DateTime(["%Y-%m-%d"]), help="Last UTC day (inclusive), YYYY-MM-DD.")
+def backfill(start: datetime, end: datetime) -> None:
+    """Rebuild the daily-partitioned usage tables for START–END, check them and publish.
+
+    The days are rebuilt from the warehouse's upstream tables (nothing is extracted), one query
+    for the whole range; other days are kept. Running it twice gives the same tables.
+    """
+    from pipelines.partitions import checked_range
+    from pipelines.runner import print_summary, run_backfill
+
+    try:
+        days = checked_range(start.date(), end.date())
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    build = Paths.from_env().build
+    if not build.exists():
+        raise click.ClickException(f"no warehouse to backfill at {build}: run `opsmap run` first")
+    ensure_dagster_home()
+    click.echo(f"Backfilling {days[0]} – {days[1]} ({(days[1] - days[0]).days + 1} days) …", err=True)
+    started = time.perf_counter()
+    result = run_backfill(*days)
+    print_summary(result, time.perf_counter() - started, command="opsmap backfill", headline=False)
     sys.exit(0 if result.success else 1)
 
 

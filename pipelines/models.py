@@ -25,6 +25,7 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
+from datetime import date
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,7 @@ class Model:
     columns: dict[str, str]
     upstream: tuple[tuple[str, str], ...]  # (schema, table) read by the SQL
     checks: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-column rules for the pandera contract
+    partitioned_by: str | None = None  # a date column: the table is maintained by daily partitions (partitions.py)
 
     @property
     def table(self) -> str:
@@ -98,7 +100,16 @@ def parse_model(path: Path, root: Path = WAREHOUSE_SQL_DIR) -> Model:
         columns=columns,
         upstream=tuple(sorted(table_references(sql, path))),
         checks=_checks(header.get("checks"), columns, path),
+        partitioned_by=_partition_column(header.get("partitioned_by"), columns, path),
     )
+
+
+def _partition_column(raw: Any, columns: dict[str, str], path: Path) -> str | None:
+    if raw is None:
+        return None
+    if str(raw) not in columns:
+        raise ModelError(f"{path}: partitioned_by names `{raw}`, which is not a documented column")
+    return str(raw)
 
 
 def _checks(raw: Any, columns: dict[str, str], path: Path) -> dict[str, dict[str, Any]]:
@@ -183,14 +194,23 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def build_model(con: duckdb.DuckDBPyConnection, model: Model) -> dict[str, Any]:
-    """(Re)build one model's table atomically, document it, and return its row count and columns."""
+def build_model(
+    con: duckdb.DuckDBPyConnection, model: Model, days: tuple[date, date] | None = None, every_day: bool = False
+) -> dict[str, Any]:
+    """(Re)build one model's table atomically, document it, and return its row count and columns.
+
+    With `days` (a partitioned model), only the rows of those days (inclusive) are replaced, unless
+    they are `every_day` the partitions have: then the table is recreated with just those days.
+    """
     started = time.perf_counter()
     install_macros(con)
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {model.schema}")
-        con.execute(f"CREATE OR REPLACE TABLE {model.table} AS {model.sql}")
+        if days is None:
+            con.execute(f"CREATE OR REPLACE TABLE {model.table} AS {model.sql}")
+        else:
+            _replace_days(con, model, days, every_day)
         described = con.execute(f"DESCRIBE {model.table}").fetchall()
         actual = [(row[0], row[1]) for row in described]
         undocumented = [c for c, _ in actual if c not in model.columns]
@@ -206,15 +226,45 @@ def build_model(con: duckdb.DuckDBPyConnection, model: Model) -> dict[str, Any]:
         for column, _ in actual:
             con.execute(f'COMMENT ON COLUMN {model.table}."{column}" IS {_literal(model.columns[column])}')
         rows = con.execute(f"SELECT count(*) FROM {model.table}").fetchall()[0]
+        rebuilt = rows
+        if days is not None:
+            rebuilt = con.execute(
+                f"SELECT count(*) FROM {model.table} WHERE {model.partitioned_by} BETWEEN ? AND ?", list(days)
+            ).fetchall()[0]
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
         raise
     return {
         "rows": int(rows[0]) if rows else 0,
+        "rows_rebuilt": int(rebuilt[0]) if rebuilt else 0,
         "columns": actual,
         "seconds": round(time.perf_counter() - started, 3),
     }
+
+
+def _replace_days(con: duckdb.DuckDBPyConnection, model: Model, days: tuple[date, date], every_day: bool) -> None:
+    """Delete and rebuild the rows of `days` in a partitioned model's table; create it if it is new."""
+    column = model.partitioned_by
+    if column is None:
+        raise ModelError(f"{model.relpath}: built for days {days[0]} – {days[1]} but has no `partitioned_by`")
+    selected = f"SELECT * FROM ({model.sql}) AS model WHERE model.{column} BETWEEN ? AND ?"
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+        [model.schema, model.name],
+    ).fetchall()[0][0]
+    if every_day or not exists:
+        con.execute(f"CREATE OR REPLACE TABLE {model.table} AS {selected}", list(days))
+        return
+    current = [(r[0], r[1]) for r in con.execute(f"DESCRIBE {model.table}").fetchall()]
+    wanted = [(r[0], r[1]) for r in con.execute(f"DESCRIBE SELECT * FROM ({model.sql}) AS model").fetchall()]
+    if current != wanted:
+        raise ModelError(
+            f"{model.relpath}: the query's columns changed ({wanted}) but {model.table} still has {current}; "
+            f"rebuild every day with `opsmap run` (or `opsmap backfill` over the whole range)"
+        )
+    con.execute(f"DELETE FROM {model.table} WHERE {column} BETWEEN ? AND ?", list(days))
+    con.execute(f"INSERT INTO {model.table} {selected}", list(days))
 
 
 def table_comment(model: Model) -> str:

@@ -20,14 +20,21 @@ log = logging.getLogger("opsmap")
 class Warehouse(ConfigurableResource):
     """The DuckDB file the pipeline builds (`<OPSMAP_WAREHOUSE stem>.build.duckdb`).
 
-    Connections are opened per use and closed at once: DuckDB allows one writing process, and
-    the publish step must be able to checkpoint and copy the file between steps.
+    During a run the resource holds the database open and every `connect()` is a cheap cursor on
+    it: opening and closing the file for each step cost ≈ 45 ms (≈ 70 ms after a write) a step.
+    Outside a run each `connect()` opens and closes the file. `release()` closes it for the steps
+    that need the file to themselves: dlt's loads (it connects with a configuration of its own,
+    which DuckDB refuses beside an open instance) and publication (which copies the file).
     """
 
     path: str | None = Field(
         default=None,
         description="Published warehouse file; defaults to $OPSMAP_WAREHOUSE or warehouse/data/opsmap.duckdb.",
     )
+
+    _in_run: bool = PrivateAttr(default=False)
+    _held: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
+    _held_path: str | None = PrivateAttr(default=None)
 
     @property
     def paths(self) -> Paths:
@@ -43,9 +50,29 @@ class Warehouse(ConfigurableResource):
                     os.environ["OPSMAP_WAREHOUSE"] = previous
         return Paths.from_env().ensure()
 
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        self._in_run = True
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        self.release()
+        self._in_run = False
+
+    def release(self) -> None:
+        """Close the database held for the run (the next `connect()` opens it again)."""
+        held, self._held, self._held_path = self._held, None, None
+        if held is not None:
+            held.close()
+
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        con = duckdb.connect(str(self.paths.build))
+        build = str(self.paths.build)
+        if not self._in_run:
+            con = duckdb.connect(build)
+        else:
+            if self._held_path != build:  # the warehouse was pointed elsewhere mid-run (tests do)
+                self.release()
+                self._held, self._held_path = duckdb.connect(build), build
+            con = self._held.cursor()  # type: ignore[union-attr]
         con.execute("SET TimeZone = 'UTC'")  # every `_at` column reads back as UTC, whatever the machine's zone
         try:
             yield con

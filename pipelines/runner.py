@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import date
 from typing import Any
 
 import click
 from dagster import DagsterInstance, ExecuteInProcessResult
 
 from pipelines.failures import failure_reason
+from pipelines.partitions import checked_range, full_range, range_tags
 from pipelines.settings import SYSTEMS, Paths
 
 
@@ -46,6 +48,21 @@ def run_nightly(
         instance=instance or DagsterInstance.get(),
         raise_on_error=False,
         asset_selection=asset_selection,
+        tags=range_tags(*full_range()),  # the daily-partitioned usage tables: every day, in one step
+    )
+
+
+def run_backfill(start: date, end: date, instance: DagsterInstance | None = None) -> ExecuteInProcessResult:
+    """Rebuild the daily-partitioned usage tables for `start`–`end` from the warehouse's upstream tables,
+    check them, and publish (the `usage_backfill` job). Nothing is extracted."""
+    from pipelines.definitions import defs
+
+    start, end = checked_range(start, end)
+    return defs.resolve_job_def("usage_backfill").execute_in_process(
+        run_config={"loggers": {"progress": {}}},
+        instance=instance or DagsterInstance.get(),
+        raise_on_error=False,
+        tags=range_tags(start, end),
     )
 
 
@@ -57,13 +74,15 @@ def skipped_systems() -> list[str]:
     return [s for s in SYSTEMS if s not in configured] if configured else []
 
 
-def print_summary(result: ExecuteInProcessResult, seconds: float) -> None:
+def print_summary(
+    result: ExecuteInProcessResult, seconds: float, command: str = "opsmap run", headline: bool = True
+) -> None:
     """What ran, what the checks said, and the headline figures from the published warehouse."""
     materialized = result.get_asset_materialization_events()
     checks = result.get_asset_check_evaluations()
     outcome = Counter("passed" if c.passed else f"failed ({c.severity.value})" for c in checks)
     failed_steps = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-    click.echo(f"\nopsmap run {'succeeded' if result.success else 'FAILED'} in {seconds:.1f} s")
+    click.echo(f"\n{command} {'succeeded' if result.success else 'FAILED'} in {seconds:.1f} s")
     click.echo(f"  assets materialised: {len(materialized)}")
     click.echo(f"  checks run: {len(checks)}  " + "  ".join(f"{k}: {v}" for k, v in sorted(outcome.items())))
     for c in checks:
@@ -74,7 +93,7 @@ def print_summary(result: ExecuteInProcessResult, seconds: float) -> None:
         reason = failure_reason(event.step_failure_data.error)  # type: ignore[union-attr]
         click.echo(f"  failed step: {event.step_key}" + (f": {reason}" if reason else ""))
     published = Paths.from_env().published
-    if result.success and published.exists():
+    if headline and result.success and published.exists():
         from pipelines.headline import headline_table
 
         click.echo("")

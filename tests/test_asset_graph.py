@@ -29,6 +29,7 @@ def graph() -> dict[str, object]:
             "group": node.group_name,
             "deps": sorted(k.to_user_string() for k in node.parent_keys),
             "checks": sorted(c.name for c in node.check_keys),
+            **({"partitions": type(node.partitions_def).__name__} if node.partitions_def else {}),
         }
     return {
         "assets": assets,

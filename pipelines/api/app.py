@@ -127,7 +127,10 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         with reader.snapshot() as snap, snap.cursor() as cur:
             missing = [t for t in tables if t not in snap.tables]
             if missing:
-                raise WarehouseUnavailable(f"the published warehouse lacks {', '.join(missing)}: run `opsmap run`")
+                raise WarehouseUnavailable(
+                    f"the published warehouse lacks {', '.join(missing)}: run `opsmap run` to build and publish "
+                    + ("it" if len(missing) == 1 else "them")
+                )
             yield snap, cur
 
     def compute_cached(key: tuple[Any, ...], tables: tuple[str, ...], compute: Callable[[Any], BaseModel]) -> bytes:
@@ -286,22 +289,28 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     # --- performance -----------------------------------------------------------------------------
 
-    optimize_tables = ("deployment.changes", "development.pull_requests", "quality.builds", "quality.test_cases",
-                       "staging.stg_github__repositories")  # fmt: skip
-
     @api.post(
         "/performance/optimize",
         response_model=s.OptimizeOut,
-        responses={400: BAD_BODY},
-        summary="The bottlenecks the data shows",
-        description="Per service, lead time split into coding (first commit → PR opened), review (opened → merged) "
-        "and waiting for deployment (merged → in production), with the slowest phase; the jobs that fail most; "
-        "the flakiest tests; and the headline findings with the figures behind each. Read-only.",
+        responses={
+            400: BAD_BODY,
+            503: {
+                "model": s.Problem,
+                "description": "No published warehouse, or one without kpi.recommendations (run `opsmap run`).",
+            },
+        },
+        summary="The bottlenecks the data shows, with their figures",
+        description="The rows of `kpi.recommendations`, as the last pipeline run computed them over the KPIs' "
+        "current window: per service, the slowest lead-time phase (coding, pickup, review, deploy; medians); the CI "
+        "pipelines and test cases that fail most (with the flaky share); released features whose 28-day adoption "
+        "stayed below the threshold. Each comes with the value it rests on, what that is compared with, the sample "
+        "behind it and every figure as `evidence`; nothing is computed here but the selection. Filter by kind and "
+        "subject, and keep the first `top` per kind. Read-only.",
     )
     async def optimize(params: Annotated[s.OptimizeIn | None, Body()] = None) -> Response:
         chosen = params or s.OptimizeIn()
         return await serve_cached(
-            ("optimize", chosen.model_dump_json()), optimize_tables, lambda cur: queries.optimize(cur, chosen)
+            ("optimize", chosen.model_dump_json()), ("kpi.recommendations",), lambda cur: queries.optimize(cur, chosen)
         )
 
     # --- KPIs and health -------------------------------------------------------------------------

@@ -6,6 +6,7 @@ database is the published warehouse; release annotations are in the attached `an
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -16,7 +17,7 @@ from pipelines.api import schemas as s
 Cursor = duckdb.DuckDBPyConnection
 
 
-def _rows(cur: Cursor, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+def _rows(cur: Cursor, sql: str, params: list[Any] | dict[str, Any] | None = None) -> list[dict[str, Any]]:
     result = cur.execute(sql, params or [])
     names = [d[0] for d in result.description]
     return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
@@ -345,139 +346,40 @@ def known_features(cur: Cursor, keys: list[str]) -> set[str]:
 
 # --- performance ----------------------------------------------------------------------------------
 
-# Lead time split into phases; a phase that ran backwards (a PR opened before its first commit) counts 0.
-LEAD_TIME_PHASES_SQL = """
-WITH c AS (
-    SELECT coalesce(r.service, split_part(c.repo, '/', 2)) AS service,
-           c.lead_time_hours,
-           greatest(date_diff('second', c.first_commit_at, p.created_at), 0) / 3600.0 AS coding,
-           greatest(date_diff('second', p.created_at, c.merged_at), 0) / 3600.0 AS review,
-           greatest(date_diff('second', c.merged_at, c.deployed_at), 0) / 3600.0 AS waiting
-    FROM deployment.changes AS c
-    INNER JOIN development.pull_requests AS p USING (repo, pr_number)
-    LEFT JOIN staging.stg_github__repositories AS r ON r.repo = c.repo
-    WHERE CAST(c.deployed_at AS DATE) BETWEEN coalesce(?, DATE '0001-01-01') AND coalesce(?, DATE '9999-12-31')
-)
-SELECT service,
-       count(*) AS changes,
-       median(lead_time_hours) AS lead_time_hours_median,
-       median(coding) AS coding_median,
-       median(review) AS review_median,
-       median(waiting) AS waiting_median,
-       sum(coding) / nullif(sum(coding + review + waiting), 0) AS coding_share,
-       sum(review) / nullif(sum(coding + review + waiting), 0) AS review_share,
-       sum(waiting) / nullif(sum(coding + review + waiting), 0) AS waiting_share
-FROM c
-GROUP BY service
-ORDER BY lead_time_hours_median DESC NULLS LAST, service
+# The rows of kpi.recommendations (built by the nightly run, `pipelines/insights/recommendations.py`), filtered
+# by the request: nothing is computed here but the selection. `top` keeps the first rows per kind among those
+# that match the other filters; unknown kinds (a newer pipeline) are served after the known ones.
+RECOMMENDATIONS_SQL = f"""
+SELECT {", ".join(s.Recommendation.model_fields)}
+FROM kpi.recommendations
+WHERE ($kinds IS NULL OR list_contains($kinds, kind))
+  AND ($subject IS NULL OR contains(lower(subject), lower($subject)))
+QUALIFY $top IS NULL OR row_number() OVER (PARTITION BY kind ORDER BY rank, subject) <= $top
+ORDER BY coalesce(list_position($order, kind), len($order) + 1), kind, rank, subject
 """
 
-FAILING_JOBS_SQL = """
-SELECT system, service, job,
-       count(*) AS builds,
-       count(*) FILTER (WHERE result IN ('failure', 'unstable')) AS failures,
-       count(*) FILTER (WHERE result IN ('failure', 'unstable'))
-           / count(*) FILTER (WHERE result <> 'in_progress') AS failure_rate,
-       max(finished_at) FILTER (WHERE result IN ('failure', 'unstable')) AS last_failure_at
-FROM quality.builds
-WHERE CAST(started_at AS DATE) BETWEEN coalesce(?, DATE '0001-01-01') AND coalesce(?, DATE '9999-12-31')
-GROUP BY ALL
-HAVING count(*) FILTER (WHERE result IN ('failure', 'unstable')) > 0
-ORDER BY failures DESC, failure_rate DESC, system, service, job
-LIMIT ?
+RECOMMENDATIONS_SUMMARY_SQL = """
+SELECT count(*) AS total_rows, min(period_start) AS period_start, max(period_end) AS period_end
+FROM kpi.recommendations
 """
-
-WINDOW_RUNS_CTE = """
-WITH runs AS (
-    SELECT t.*
-    FROM quality.test_cases AS t
-    LEFT JOIN quality.builds AS b USING (build_id)
-    WHERE (CAST(? AS DATE) IS NULL AND CAST(? AS DATE) IS NULL)
-       OR CAST(b.started_at AS DATE) BETWEEN coalesce(?, DATE '0001-01-01') AND coalesce(?, DATE '9999-12-31')
-)
-"""
-
-FLAKY_TESTS_SQL = WINDOW_RUNS_CTE + FLAKY_SELECT
-
-PHASES = ("coding", "review", "waiting_for_deployment")
-HEADLINES_PER_KIND = 3
 
 
 def optimize(cur: Cursor, params: s.OptimizeIn) -> s.OptimizeOut:
-    """The bottlenecks: slowest lead-time phase per service, most failing jobs, flakiest tests."""
-    window = [params.since, params.until]
-    services = []
-    for r in _rows(cur, LEAD_TIME_PHASES_SQL, window):
-        phases = {
-            name: s.Phase(median_hours=r[f"{col}_median"], share_of_lead_time=r[f"{col}_share"])
-            for name, col in zip(PHASES, ("coding", "review", "waiting"), strict=True)
-        }
-        known = {k: v.median_hours for k, v in phases.items() if v.median_hours is not None}
-        services.append(
-            s.ServiceLeadTime(
-                service=r["service"],
-                changes=r["changes"],
-                lead_time_hours_median=r["lead_time_hours_median"],
-                slowest_phase=max(known, key=known.__getitem__) if known else None,  # type: ignore[arg-type]
-                **phases,
-            )
-        )
-    jobs = [s.FailingJob(**r) for r in _rows(cur, FAILING_JOBS_SQL, [*window, params.top])]
-    flaky = [s.FlakyTest(**r) for r in _rows(cur, FLAKY_TESTS_SQL, [*window, *window, params.top])]
+    """The recommendations of the last pipeline run that match the request, each with its figures."""
+    bound = {
+        "kinds": list(params.kinds) if params.kinds is not None else None,
+        "subject": params.subject,
+        "top": params.top,
+        "order": list(s.RECOMMENDATION_KINDS),
+    }
+    rows = _rows(cur, RECOMMENDATIONS_SQL, bound)
+    summary = _rows(cur, RECOMMENDATIONS_SUMMARY_SQL)[0]
     return s.OptimizeOut(
-        since=params.since,
-        until=params.until,
-        bottlenecks=headlines(services, jobs, flaky),
-        lead_time_by_service=services,
-        failing_jobs=jobs,
-        flaky_tests=flaky,
+        period_start=summary["period_start"],
+        period_end=summary["period_end"],
+        total_rows=summary["total_rows"],
+        recommendations=[s.Recommendation(**{**r, "evidence": json.loads(r["evidence"])}) for r in rows],
     )
-
-
-def headlines(
-    services: list[s.ServiceLeadTime], jobs: list[s.FailingJob], flaky: list[s.FlakyTest]
-) -> list[s.Bottleneck]:
-    """The few findings worth reading first, each with the figure behind it."""
-    found: list[s.Bottleneck] = []
-    slowest = sorted(
-        (svc for svc in services if svc.slowest_phase),
-        key=lambda svc: -(getattr(svc, svc.slowest_phase).median_hours or 0.0),  # type: ignore[arg-type]
-    )
-    for svc in slowest[:HEADLINES_PER_KIND]:
-        phase = getattr(svc, svc.slowest_phase)  # type: ignore[arg-type]
-        found.append(
-            s.Bottleneck(
-                kind="lead_time_phase",
-                subject=svc.service,
-                finding=f"{svc.slowest_phase.replace('_', ' ')} is the slowest phase of the lead time of "  # type: ignore[union-attr]
-                f"{svc.service}: "
-                f"median {phase.median_hours:.1f} h of {svc.lead_time_hours_median or 0:.1f} h "
-                f"over {svc.changes} changes",
-                value=phase.median_hours,
-                unit="hours (median)",
-            )
-        )
-    for job in jobs[:HEADLINES_PER_KIND]:
-        found.append(
-            s.Bottleneck(
-                kind="failing_job",
-                subject=f"{job.system}:{job.job}" + (f" ({job.service})" if job.service else ""),
-                finding=f"{job.failures} of {job.builds} builds failed ({job.failure_rate:.0%})",
-                value=job.failures,
-                unit="failed builds",
-            )
-        )
-    for test in flaky[:HEADLINES_PER_KIND]:
-        found.append(
-            s.Bottleneck(
-                kind="flaky_test",
-                subject=f"{test.service}:{test.class_name}.{test.test_name}",
-                finding=f"flaky on {test.flaky_commits} of {test.commits} commits ({test.flake_rate:.0%})",
-                value=test.flaky_commits,
-                unit="flaky commits",
-            )
-        )
-    return found
 
 
 # --- KPIs and health ------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 
@@ -33,7 +33,8 @@ def _json_number(value: object) -> object:
     return value
 
 
-Count = Annotated[int, BeforeValidator(_json_number)]
+PerKind = Annotated[int, Field(ge=1, le=1000), BeforeValidator(_json_number)]
+"""How many rows per kind: a JSON number (the bounds precede the validator, so the spec shows them)."""
 
 
 class Problem(BaseModel):
@@ -266,63 +267,87 @@ class ValidateOut(BaseModel):
 
 # --- performance ----------------------------------------------------------------------------------
 
+RecommendationKind = Literal["lead_time_bottleneck", "failing_job", "failing_test", "low_adoption"]
+RECOMMENDATION_KINDS: tuple[str, ...] = get_args(RecommendationKind)
+"""The kinds of `kpi.recommendations` (`pipelines/insights/recommendations.py`), in the order they are served."""
+
+RETIRED_WINDOW = (
+    "`since` and `until` are no longer accepted: the recommendations cover one window, the KPIs' current one "
+    "(`period_start`–`period_end` in the answer), as the last pipeline run computed them"
+)
+
 
 class OptimizeIn(BaseModel):
-    """Scope of the bottleneck analysis."""
+    """Which recommendations to return (all of them by default)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    top: Count = Field(default=5, ge=1, le=50, description="How many jobs and tests to list.")
-    since: IsoDate | None = Field(default=None, description="First day considered (by deployment/build time).")
-    until: IsoDate | None = Field(default=None, description="Last day considered (inclusive).")
+    kinds: (
+        Annotated[
+            list[RecommendationKind],
+            Field(min_length=1, max_length=len(RECOMMENDATION_KINDS), json_schema_extra={"uniqueItems": True}),
+        ]
+        | None
+    ) = Field(default=None, description="Only these kinds (default: every kind).")
+    subject: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = Field(
+        default=None,
+        description="Only recommendations whose subject contains this text, case-insensitively: a service "
+        "(`payments-api` matches its lead-time row and its CI pipelines, e.g. `payments-api · CI`), a CI pipeline, "
+        "a test class or a feature key.",
+    )
+    top: PerKind | None = Field(
+        default=None,
+        description="At most this many per kind, the most pressing first (lowest `rank` among those matching the "
+        "other filters); default: all.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_window(cls, data: object) -> object:
+        # The endpoint once computed its figures over a requested window; say so rather than "extra input".
+        if isinstance(data, dict) and {"since", "until"} & data.keys():
+            raise ValueError(RETIRED_WINDOW)
+        return data
 
     @model_validator(mode="after")
-    def _ordered(self) -> OptimizeIn:
-        if self.since and self.until and self.since > self.until:
-            raise ValueError("since must not be after until")
+    def _unique_kinds(self) -> OptimizeIn:
+        if self.kinds is not None and len(set(self.kinds)) != len(self.kinds):
+            raise ValueError("kinds must not repeat")
         return self
 
 
-class Phase(BaseModel):
-    median_hours: float | None
-    share_of_lead_time: float | None = Field(description="Hours in this phase / hours of lead time, summed.")
+class Recommendation(BaseModel):
+    """One row of `kpi.recommendations`: a bottleneck and the figures it rests on."""
 
-
-class ServiceLeadTime(BaseModel):
-    service: str
-    changes: int = Field(description="Deployed changes (merged PRs) behind the figures.")
-    lead_time_hours_median: float | None
-    coding: Phase = Field(description="First commit authored → pull request opened (0 when opened first).")
-    review: Phase = Field(description="Pull request opened → merged.")
-    waiting_for_deployment: Phase = Field(description="Merged → production deployment finished.")
-    slowest_phase: Literal["coding", "review", "waiting_for_deployment"] | None
-
-
-class FailingJob(BaseModel):
-    system: str
-    service: str | None
-    job: str
-    builds: int
-    failures: int = Field(description="Builds that ended `failure` or `unstable`.")
-    failure_rate: float
-    last_failure_at: datetime | None
-
-
-class Bottleneck(BaseModel):
-    kind: Literal["lead_time_phase", "failing_job", "flaky_test"]
-    subject: str
-    finding: str
-    value: float
-    unit: str
+    kind: str = Field(
+        description="`lead_time_bottleneck` (slowest lead-time phase of a service), `failing_job` (CI pipeline with "
+        "the most failed builds), `failing_test` (test case with the most failed runs) or `low_adoption` (released "
+        "feature below the adoption threshold)."
+    )
+    rank: int = Field(description="Rank within the kind (1 = most pressing).")
+    subject: str = Field(description="Service, CI pipeline, test class or feature.")
+    metric: str = Field(description="What `value` measures, e.g. `deploy_hours_median`, `failed_builds`.")
+    value: float = Field(description="The figure the recommendation rests on.")
+    reference_value: float | None = Field(
+        description="What it is compared with: the median lead time, the failure rate, the adoption threshold."
+    )
+    unit: str = Field(description="Unit of `value`.")
+    sample_size: int = Field(description="Items behind `value` (changes, builds, test runs, active users).")
+    period_start: date = Field(description="First day of the window (the KPIs' current window).")
+    period_end: date = Field(description="Last day of the window (inclusive).")
+    recommendation: str = Field(description="The recommendation in words, with its figures.")
+    evidence: dict[str, Any] = Field(description="Every figure behind the recommendation (the table's JSON, parsed).")
 
 
 class OptimizeOut(BaseModel):
-    since: date | None
-    until: date | None
-    bottlenecks: list[Bottleneck] = Field(description="The headline findings, worst first within each kind.")
-    lead_time_by_service: list[ServiceLeadTime] = Field(description="Slowest median lead time first.")
-    failing_jobs: list[FailingJob]
-    flaky_tests: list[FlakyTest]
+    """The rows of `kpi.recommendations` that match the request, as the last pipeline run computed them."""
+
+    period_start: date | None = Field(description="First day of the window the table covers; null when it is empty.")
+    period_end: date | None = Field(description="Last day of that window (inclusive).")
+    total_rows: int = Field(description="Rows in kpi.recommendations, before the request's filters.")
+    recommendations: list[Recommendation] = Field(
+        description="Matching rows, by kind (lead time, CI pipelines, tests, adoption), then rank."
+    )
 
 
 # --- KPIs and health ------------------------------------------------------------------------------

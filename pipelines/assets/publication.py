@@ -22,6 +22,7 @@ def publication_asset(upstream: Sequence[AssetKey]) -> AssetsDefinition:
     )
     def published_warehouse(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
         paths = warehouse.paths
+        warehouse.release()  # the file is copied: nothing of this process may hold it open
         target = publish(paths.build, paths.published)
         context.log.info(f"published {target}")
         return MaterializeResult(

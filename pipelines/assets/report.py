@@ -19,6 +19,7 @@ REPORT_NAME = "kpi_report.html"
 )
 def kpi_report(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
     paths = warehouse.paths
+    warehouse.release()  # the report opens the file read-only, which DuckDB refuses beside a writable instance
     out = write_report(paths.build, paths.reports / REPORT_NAME)
     context.log.info(f"report written to {out}")
     return MaterializeResult(metadata={"path": MetadataValue.path(str(out)), "url": MetadataValue.url(out.as_uri())})

@@ -1,9 +1,14 @@
-"""POST /performance/optimize, GET /kpis and GET /health, against the warehouse and the sandbox's truth."""
+"""POST /performance/optimize (the rows of kpi.recommendations), GET /kpis and GET /health, against the warehouse
+and the sandbox's truth."""
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -11,119 +16,208 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pipelines.api import API_PREFIX, ApiSettings, create_app
+from pipelines.api.schemas import RECOMMENDATION_KINDS
+from pipelines.insights.tables import RECOMMENDATION_DOCS
 
 
 def url(path: str) -> str:
     return API_PREFIX + path
 
 
-def phases(wh: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """Lead time phases per deployed change, computed in polars from the two marts."""
-    changes = wh.sql("SELECT * FROM deployment.changes").pl()
-    prs = wh.sql("SELECT repo, pr_number, created_at FROM development.pull_requests").pl()
-    hours = 3_600_000_000  # microseconds
-    return changes.join(prs, on=["repo", "pr_number"]).select(
-        service=pl.col("repo").str.split("/").list.last(),
-        day=pl.col("deployed_at").dt.date(),
-        coding=((pl.col("created_at") - pl.col("first_commit_at")).dt.total_microseconds() / hours).clip(0),
-        review=((pl.col("merged_at") - pl.col("created_at")).dt.total_microseconds() / hours).clip(0),
-        waiting=((pl.col("deployed_at") - pl.col("merged_at")).dt.total_microseconds() / hours).clip(0),
+# --- POST /performance/optimize: the rows of kpi.recommendations ------------------------------------
+
+KIND_ORDER = list(RECOMMENDATION_KINDS)
+
+
+def table_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """kpi.recommendations as JSON carries it: evidence parsed, dates as ISO text."""
+    rows = con.sql("SELECT * FROM kpi.recommendations").pl().to_dicts()
+    return [
+        {
+            **r,
+            "evidence": json.loads(r["evidence"]),
+            "period_start": r["period_start"].isoformat(),
+            "period_end": r["period_end"].isoformat(),
+        }
+        for r in rows
+    ]
+
+
+def served_order(row: dict[str, Any]) -> tuple[int, str, int, str]:
+    """Known kinds in the pipeline's order (others after them), then rank."""
+    kind = row["kind"]
+    return (KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER), kind, row["rank"], row["subject"])
+
+
+def expected(
+    rows: list[dict[str, Any]], kinds: list[str] | None = None, subject: str | None = None, top: int | None = None
+) -> list[dict[str, Any]]:
+    """What the filters should leave, worked out here from the table's rows."""
+    chosen = sorted(
+        (
+            r
+            for r in rows
+            if (kinds is None or r["kind"] in kinds) and (subject is None or subject.lower() in r["subject"].lower())
+        ),
+        key=served_order,
+    )
+    if top is None:
+        return chosen
+    kept: list[dict[str, Any]] = []
+    for kind in dict.fromkeys(r["kind"] for r in chosen):
+        kept += [r for r in chosen if r["kind"] == kind][:top]
+    return kept
+
+
+def optimize(client: TestClient, auth: dict[str, str], body: dict[str, object]) -> dict[str, Any]:
+    answer = client.post(url("/performance/optimize"), headers=auth, json=body)
+    assert answer.status_code == 200, answer.text
+    return answer.json()  # type: ignore[no-any-return]
+
+
+def api_over(warehouse: Path, token: str) -> TestClient:
+    return TestClient(
+        create_app(ApiSettings(published=warehouse, annotations=warehouse.parent / "a.duckdb", token=token))
     )
 
 
-def test_lead_time_phases_per_service(client: TestClient, auth: dict[str, str], wh: duckdb.DuckDBPyConnection) -> None:
-    body = client.post(url("/performance/optimize"), headers=auth, json={}).json()
-    expected = (
-        phases(wh)
-        .group_by("service")
-        .agg(
-            n=pl.len(),
-            coding=pl.col("coding").median(),
-            review=pl.col("review").median(),
-            waiting=pl.col("waiting").median(),
+def test_optimize_serves_the_rows_of_kpi_recommendations(
+    client: TestClient, auth: dict[str, str], wh: duckdb.DuckDBPyConnection
+) -> None:
+    rows = table_rows(wh)
+    assert len({r["kind"] for r in rows}) >= 3  # the session world has several kinds, so the filters below bite
+    body = optimize(client, auth, {})
+    items = body["recommendations"]
+    assert len(items) == len(rows) == body["total_rows"]
+    assert items == sorted(rows, key=served_order)  # every column, figures and evidence exactly as stored
+    assert len({(i["kind"], i["rank"]) for i in items}) == len(items)
+    assert body["period_start"] == min(r["period_start"] for r in rows)
+    assert body["period_end"] == max(r["period_end"] for r in rows)
+    for item in items:  # nothing without its figures
+        assert item["value"] is not None and item["sample_size"] is not None and item["evidence"], item
+    # no body at all is the same question
+    assert client.post(url("/performance/optimize"), headers=auth).json() == body
+
+
+def test_optimize_answers_from_the_table_not_its_own_figures(
+    warehouse_copy: Path, token: str, auth: dict[str, str]
+) -> None:
+    """Whatever the table holds is what is served: changed figures, a removed row, a kind the API never heard of."""
+    con = duckdb.connect(str(warehouse_copy))
+    try:
+        con.execute("UPDATE kpi.recommendations SET value = value * 10 + 1, sample_size = sample_size + 7")
+        con.execute("DELETE FROM kpi.recommendations WHERE kind = 'lead_time_bottleneck' AND rank = 1")
+        con.execute(
+            "INSERT INTO kpi.recommendations SELECT 'a_newer_kind', 1, 'something', 'things', 2.5, NULL, 'things', 4, "
+            "period_start, period_end, 'A newer pipeline said so: 2.5 things of 4.', '{\"things\": 2.5}' "
+            "FROM kpi.recommendations LIMIT 1"
         )
-    )
-    assert {s["service"] for s in body["lead_time_by_service"]} == set(expected["service"])
-    for row in expected.to_dicts():
-        got = next(s for s in body["lead_time_by_service"] if s["service"] == row["service"])
-        assert got["changes"] == row["n"]
-        medians = {"coding": row["coding"], "review": row["review"], "waiting_for_deployment": row["waiting"]}
-        for phase, value in medians.items():
-            assert got[phase]["median_hours"] == pytest.approx(value, abs=1e-3), (row["service"], phase)
-        assert got["slowest_phase"] == max(medians, key=medians.__getitem__)
-        shares = [got[p]["share_of_lead_time"] for p in medians]
-        assert sum(shares) == pytest.approx(1.0)
-    medians = [s["lead_time_hours_median"] for s in body["lead_time_by_service"]]
-    assert medians == sorted(medians, reverse=True)
-    kinds = [b["kind"] for b in body["bottlenecks"]]
-    assert kinds.count("lead_time_phase") == 3
-    worst = max(body["lead_time_by_service"], key=lambda s: s[s["slowest_phase"]]["median_hours"])
-    assert body["bottlenecks"][0]["subject"] == worst["service"]
+        rows = table_rows(con)
+    finally:
+        con.close()
+    with api_over(warehouse_copy, token) as api:
+        body = optimize(api, auth, {})
+    assert body["recommendations"] == sorted(rows, key=served_order)
+    assert body["recommendations"][-1]["kind"] == "a_newer_kind"
+    assert body["total_rows"] == len(rows)
 
 
-def test_failing_jobs_match_the_truth(client: TestClient, auth: dict[str, str], truth: dict[str, pl.DataFrame]) -> None:
-    body = client.post(url("/performance/optimize"), headers=auth, json={"top": 50}).json()
-    expected = (
-        truth["builds"]
-        .group_by("system", "service", "job")
-        .agg(builds=pl.len(), failures=pl.col("result").is_in(["FAILURE", "UNSTABLE"]).sum())
-        .filter(pl.col("failures") > 0)
-    )
-    got = {(j["system"], j["service"], j["job"]): (j["builds"], j["failures"]) for j in body["failing_jobs"]}
-    want = {(r["system"], r["service"], r["job"]): (r["builds"], r["failures"]) for r in expected.to_dicts()}
-    assert len(want) <= 50  # so "top 50" is all of them
-    assert got == want
-    failures = [j["failures"] for j in body["failing_jobs"]]
-    assert failures == sorted(failures, reverse=True)
+def test_optimize_filters_by_kind_subject_and_top(
+    client: TestClient, auth: dict[str, str], wh: duckdb.DuckDBPyConnection
+) -> None:
+    rows = table_rows(wh)
+    kinds = sorted({r["kind"] for r in rows}, key=KIND_ORDER.index)
+    service = next(r["subject"] for r in sorted(rows, key=served_order) if r["kind"] == "lead_time_bottleneck")
+    cases: list[dict[str, Any]] = [
+        *({"kinds": [kind]} for kind in kinds),
+        {"kinds": kinds[-2:][::-1]},  # the order asked for does not change the order served
+        {"subject": service.upper()},  # case-insensitive
+        {"subject": service[1:-1]},  # a part of it
+        {"top": 1},
+        {"top": 2, "subject": service},
+        {"kinds": kinds[:2], "top": 3},
+        {"subject": "no subject has this text"},
+    ]
+    for request in cases:
+        want = expected(rows, **request)
+        body = optimize(client, auth, request)
+        assert body["recommendations"] == want, request
+        assert body["total_rows"] == len(rows), request  # the table's size, whatever the filters
+    # the filters did something: each narrowed, and top=1 kept exactly the first of each kind
+    assert 0 < len(expected(rows, subject=service)) < len(rows)
+    firsts = optimize(client, auth, {"top": 1})["recommendations"]
+    assert [(i["kind"], i["rank"]) for i in firsts] == [
+        (k, min(r["rank"] for r in rows if r["kind"] == k)) for k in kinds
+    ]
+    for kind in kinds:
+        assert {i["kind"] for i in optimize(client, auth, {"kinds": [kind]})["recommendations"]} == {kind}
 
 
-def test_flaky_tests_match_the_truth(client: TestClient, auth: dict[str, str], truth: dict[str, pl.DataFrame]) -> None:
-    body = client.post(url("/performance/optimize"), headers=auth, json={"top": 50}).json()
-    runs = truth["test_cases"].join(truth["builds"].select("build_id", "sha", "service"), on="build_id")
-    per_commit = runs.group_by("service", "class_name", "name", "sha").agg(
-        flaky=(pl.col("status") == "FAILED").any() & (pl.col("status") == "PASSED").any()
-    )
-    expected = (
-        per_commit.group_by("service", "class_name", "name")
-        .agg(flaky_commits=pl.col("flaky").sum(), commits=pl.len())
-        .filter(pl.col("flaky_commits") > 0)
-    )
-    want = {(r["service"], r["class_name"], r["name"]): (r["flaky_commits"], r["commits"]) for r in expected.to_dicts()}
-    got = {
-        (t["service"], t["class_name"], t["test_name"]): (t["flaky_commits"], t["commits"]) for t in body["flaky_tests"]
-    }
-    assert want  # the world has flaky tests
-    assert got == want
-    top = client.post(url("/performance/optimize"), headers=auth, json={"top": 1}).json()
-    assert len(top["flaky_tests"]) == 1 and len(top["failing_jobs"]) == 1
-    assert top["flaky_tests"][0]["flaky_commits"] == max(v[0] for v in want.values())
-
-
-def test_a_window_narrows_every_figure(client: TestClient, auth: dict[str, str], wh: duckdb.DuckDBPyConnection) -> None:
-    since, until = date(2026, 8, 1), date(2026, 9, 30)
-    body = client.post(
-        url("/performance/optimize"), headers=auth, json={"since": since.isoformat(), "until": until.isoformat()}
-    ).json()
-    everything = client.post(url("/performance/optimize"), headers=auth, json={}).json()
-    inside = phases(wh).filter(pl.col("day").is_between(since, until))
-    assert sum(s["changes"] for s in body["lead_time_by_service"]) == inside.height
-    assert 0 < inside.height < sum(s["changes"] for s in everything["lead_time_by_service"])
-    builds = wh.execute(
-        "SELECT count(*) FROM quality.builds WHERE result IN ('failure', 'unstable') "
-        "AND CAST(started_at AS DATE) BETWEEN ? AND ?",
-        [since, until],
-    ).fetchall()[0][0]
-    assert sum(j["failures"] for j in body["failing_jobs"]) <= builds
-    assert body["since"] == since.isoformat() and body["until"] == until.isoformat()
+def test_a_warehouse_without_recommendations_is_503(warehouse_copy: Path, token: str, auth: dict[str, str]) -> None:
+    con = duckdb.connect(str(warehouse_copy))
+    try:
+        con.execute("DROP TABLE kpi.recommendations")
+    finally:
+        con.close()
+    with api_over(warehouse_copy, token) as api:
+        answer = api.post(url("/performance/optimize"), headers=auth, json={})
+        assert api.get(url("/kpis"), headers=auth).status_code == 200  # only what needs the table is unavailable
+    assert answer.status_code == 503, answer.text
+    detail = answer.json()["detail"]
+    assert "kpi.recommendations" in detail and "opsmap run" in detail
+    assert str(warehouse_copy.parent) not in detail  # no paths in answers
 
 
 @pytest.mark.parametrize(
     "body",
-    [{"top": 0}, {"top": 51}, {"top": "five"}, {"since": "2026-09-01", "until": "2026-08-01"}, {"window": 7}],
+    [
+        {"top": 0},
+        {"top": 1001},
+        {"top": "five"},
+        {"top": True},
+        {"kinds": []},
+        {"kinds": ["flaky_test"]},
+        {"kinds": ["failing_job", "failing_job"]},
+        {"kinds": "failing_job"},
+        {"subject": ""},
+        {"subject": "x" * 201},
+        {"window": 7},
+    ],
 )
 def test_invalid_optimize_requests_are_422(client: TestClient, auth: dict[str, str], body: dict[str, object]) -> None:
     answer = client.post(url("/performance/optimize"), headers=auth, json=body)
     assert answer.status_code == 422, answer.text
+
+
+@pytest.mark.parametrize("body", [{"since": "2026-08-01"}, {"since": "2026-08-01", "until": "2026-09-30", "top": 5}])
+def test_the_retired_window_is_refused_with_the_reason(
+    client: TestClient, auth: dict[str, str], body: dict[str, object]
+) -> None:
+    answer = client.post(url("/performance/optimize"), headers=auth, json=body)
+    assert answer.status_code == 422, answer.text
+    assert "no longer accepted" in answer.text and "period_start" in answer.text
+
+
+def test_the_spec_documents_the_table(client: TestClient, wh: duckdb.DuckDBPyConnection) -> None:
+    """The response schema has exactly the table's columns; the kinds offered are the pipeline's."""
+    spec = client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    columns = [
+        r[0]
+        for r in wh.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'kpi' AND table_name = 'recommendations' "
+            "ORDER BY column_index"
+        ).fetchall()
+    ]
+    assert list(schemas["Recommendation"]["properties"]) == columns
+    assert set(schemas["Recommendation"]["required"]) == set(columns)
+    operation = spec["paths"][url("/performance/optimize")]["post"]
+    assert operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/OptimizeOut")
+    assert "503" in operation["responses"] and "422" in operation["responses"]
+    offered = schemas["OptimizeIn"]["properties"]["kinds"]["anyOf"][0]["items"]["enum"]
+    documented = re.findall(r"`(\w+)`", RECOMMENDATION_DOCS["kind"])
+    assert offered == documented == KIND_ORDER
+    assert {r[0] for r in wh.execute("SELECT DISTINCT kind FROM kpi.recommendations").fetchall()} <= set(offered)
 
 
 def test_kpis_are_the_kpi_tables(client: TestClient, auth: dict[str, str], wh: duckdb.DuckDBPyConnection) -> None:

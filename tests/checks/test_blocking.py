@@ -29,7 +29,7 @@ DUPLICATE = f"INSERT INTO {LINKS} SELECT * FROM {LINKS} WHERE incident_id = (SEL
     ("corruption", "stopper", "step"),
     [
         (ORPHAN, "gx_referential_integrity", "quality__incidents_great_expectations"),
-        (DUPLICATE, "primary_key", "quality__incidents_primary_key"),
+        (DUPLICATE, "primary_key", "quality__incidents"),
     ],
     ids=["orphan-foreign-key", "duplicated-key"],
 )

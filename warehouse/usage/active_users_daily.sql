@@ -2,6 +2,7 @@
 description: Active users and events per UTC day, over all Mixpanel events.
 grain: one row per day with events
 primary_key: [day]
+partitioned_by: day
 columns:
   day: UTC day.
   active_users: Distinct users with at least one event.

@@ -2,6 +2,7 @@
 description: Daily usage of each feature (events mapped through the feature map).
 grain: one row per day per feature with events
 primary_key: [day, feature_key]
+partitioned_by: day
 columns:
   day: UTC day.
   feature_key: Feature (Jira epic).
