@@ -273,6 +273,7 @@ def extraction_asset(systems: tuple[str, ...] = SYSTEMS) -> AssetsDefinition:
         "`raw_<system>` dataset (Parquet load packages; the step is the warehouse's one writer).",
     )
     def _extract(context: AssetExecutionContext, warehouse: Warehouse, sources: SourcesResource) -> Iterator[Any]:
+        warehouse.release()  # dlt opens the file with a configuration of its own
         yield from extract_sources(context, warehouse.paths, catalogue)
 
     return _extract
