@@ -8,11 +8,9 @@ from dagster import (
     AssetSelection,
     DefaultScheduleStatus,
     Definitions,
-    RunRequest,
-    ScheduleEvaluationContext,
+    ScheduleDefinition,
     define_asset_job,
     in_process_executor,
-    schedule,
 )
 from dagster_dlt import DagsterDltResource
 
@@ -28,7 +26,6 @@ from pipelines.checks.freshness import freshness_checks
 from pipelines.checks.gx_suites import gx_checks
 from pipelines.checks.kpi_checks import KPI_CHECKS
 from pipelines.failures import with_extraction_retries
-from pipelines.partitions import full_range, range_tags
 from pipelines.progress import progress_logger
 from pipelines.resources import SourcesResource, Warehouse
 
@@ -60,18 +57,15 @@ def build_definitions() -> Definitions:
         "tables, check them, publish. `opsmap backfill --start --end`, or a backfill launched from the UI.",
     )
 
-    # Schedules are static definitions, so the timezone is read when the code location loads.
-    @schedule(
+    nightly_schedule = ScheduleDefinition(
         name="nightly_schedule",
         job=nightly,
         cron_schedule=NIGHTLY_CRON,
+        # Schedules are static definitions, so the timezone is read when the code location loads.
         execution_timezone=os.environ.get("OPSMAP_SCHEDULE_TIMEZONE", "UTC"),
         default_status=DefaultScheduleStatus.STOPPED,
-        description="Nightly at 02:00 (OPSMAP_SCHEDULE_TIMEZONE, default UTC); the daily usage partitions are "
-        "rebuilt for every day up to the last complete one.",
+        description="Nightly at 02:00 (OPSMAP_SCHEDULE_TIMEZONE, default UTC).",
     )
-    def nightly_schedule(context: ScheduleEvaluationContext) -> RunRequest:
-        return RunRequest(tags=range_tags(*full_range(context.scheduled_execution_time)))
 
     return Definitions(
         assets=assets,

@@ -8,6 +8,7 @@ its snapshot; new readers see the new warehouse; nobody ever sees a half-built o
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import tempfile
@@ -23,7 +24,12 @@ def publish(build: Path, published: Path) -> Path:
         con.execute("CHECKPOINT")
     finally:
         con.close()
-    fd, tmp_name = tempfile.mkstemp(dir=published.parent, prefix=f".{published.stem}-", suffix=".duckdb")
+    prefix = f".{published.stem}.publish-"
+    # A publication killed between its copy and the rename leaves its temporary copy behind; runs
+    # never overlap (one writer), so any such file is a dead run's and would only pile up.
+    for stale in published.parent.glob(f"{glob.escape(prefix)}*.duckdb"):
+        stale.unlink(missing_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=published.parent, prefix=prefix, suffix=".duckdb")
     os.close(fd)
     tmp = Path(tmp_name)
     try:

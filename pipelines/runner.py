@@ -9,8 +9,9 @@ from typing import Any
 import click
 from dagster import DagsterInstance, ExecuteInProcessResult
 
+from pipelines.abandoned_runs import fail_abandoned_runs, owner_tags
 from pipelines.failures import failure_reason
-from pipelines.partitions import checked_range, full_range, range_tags
+from pipelines.partitions import checked_range, range_tags
 from pipelines.settings import SYSTEMS, Paths
 
 
@@ -43,12 +44,17 @@ def run_nightly(
             err=True,
         )
     asset_selection = list(chosen.resolve(defs.resolve_asset_graph())) if chosen is not None else None
+    instance = instance or DagsterInstance.get()
+    fail_abandoned_runs(instance)  # an earlier run's killed process would otherwise look alive, and hold the queue
     return job.execute_in_process(
         run_config=run_config,
-        instance=instance or DagsterInstance.get(),
+        instance=instance,
         raise_on_error=False,
         asset_selection=asset_selection,
-        tags=range_tags(*full_range()),  # the daily-partitioned usage tables: every day, in one step
+        # Which process runs it. No partition range: the daily-partitioned usage tables are rebuilt whole,
+        # like every other table; a range run records an event per day and asset in Dagster's event log
+        # (two years of days cost minutes on its SQLite storage), so ranges are for backfills.
+        tags=owner_tags(),
     )
 
 
@@ -58,11 +64,13 @@ def run_backfill(start: date, end: date, instance: DagsterInstance | None = None
     from pipelines.definitions import defs
 
     start, end = checked_range(start, end)
+    instance = instance or DagsterInstance.get()
+    fail_abandoned_runs(instance)
     return defs.resolve_job_def("usage_backfill").execute_in_process(
         run_config={"loggers": {"progress": {}}},
-        instance=instance or DagsterInstance.get(),
+        instance=instance,
         raise_on_error=False,
-        tags=range_tags(start, end),
+        tags={**range_tags(start, end), **owner_tags()},
     )
 
 

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import importlib
 import multiprocessing
+import multiprocessing.connection
 import os
 import pickle
 import queue
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -162,8 +164,33 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 # --------------------------------------------------------------------------------------------------
 
 
+EXIT_WITH_PARENT_CODE = 70
+"""A worker's exit code when it quits because the run process that started it is gone."""
+
+
+def _exit_with_parent() -> None:
+    """End this worker as soon as its parent (the run process) dies, however it dies.
+
+    A run killed with SIGKILL (or by the OOM killer) cannot stop its workers, and the task queue
+    already holds every system: an orphaned worker would go on extracting into the pipelines'
+    working folders, which the next run drops and restores, racing it there. `multiprocessing`
+    gives a spawned child a sentinel on a pipe only the parent holds open; it becomes readable
+    when the parent exits, so waiting on it costs nothing and needs no polling.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.sentinel is None:
+        return
+
+    def watch(sentinel: int) -> None:
+        multiprocessing.connection.wait([sentinel])
+        os._exit(EXIT_WITH_PARENT_CODE)  # no cleanup: the run that owned this work is gone
+
+    threading.Thread(target=watch, args=(parent.sentinel,), name="opsmap-exit-with-parent", daemon=True).start()
+
+
 def _worker_loop(tasks: Any, results: Any) -> None:
     """A worker process: take tasks until the `None` sentinel, report each outcome."""
+    _exit_with_parent()
     while True:
         task = tasks.get()
         if task is None:

@@ -36,6 +36,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
+from pipelines.sandbox.drift import DriftPlan
 from pipelines.sandbox.faults import FaultPlan
 from pipelines.sandbox.http import HTTPError, Request, Response, SystemEmulator, json_response
 from pipelines.sandbox.world import World
@@ -86,6 +87,7 @@ class SandboxServer:
         port: int = 0,
         as_of: datetime | None = None,
         faults: FaultPlan | None = None,
+        drift: DriftPlan | None = None,
         access_log: Path | None = None,
         slow_seconds: float = 1.0,
         capture_dir: Path | None = None,
@@ -93,6 +95,7 @@ class SandboxServer:
         self.world = world
         self.as_of = as_of or world.default_as_of()
         self.faults = faults or FaultPlan()
+        self.drift = drift or DriftPlan()  # schema drift and bad records, for tests (sandbox/drift.py)
         self.slow_seconds = slow_seconds
         self.emulators = load_emulators(world)
         self._log_file = access_log.open("a", encoding="utf-8") if access_log else None
@@ -126,7 +129,21 @@ class SandboxServer:
         return self
 
     def serve_forever(self) -> None:
+        """Serve until `stop()`, or until the process named by `$OPSMAP_SANDBOX_PARENT_PID` is gone."""
+        parent = os.environ.get(PARENT_PID_ENV, "").strip()
+        if parent.isdigit():
+            threading.Thread(
+                target=self._stop_when_orphaned, args=(int(parent),), name="sandbox-parent-watch", daemon=True
+            ).start()
         self._httpd.serve_forever()
+
+    def _stop_when_orphaned(self, parent_pid: int) -> None:
+        # A dead parent's children are re-parented (to init or a subreaper), so the parent pid
+        # changes; checking our own parent, not whether `parent_pid` exists, is immune to pid reuse.
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_POLL_S)
+        log.warning("sandbox: the process that started it (pid %d) is gone; stopping", parent_pid)
+        self._httpd.shutdown()
 
     def stop(self) -> None:
         self._httpd.shutdown()
@@ -149,6 +166,10 @@ class SandboxServer:
                 self._log_file.write(orjson.dumps(entry).decode() + "\n")
                 self._log_file.flush()
 
+
+PARENT_PID_ENV = "OPSMAP_SANDBOX_PARENT_PID"
+"""Set by `SandboxProcess`: the served sandbox stops once this process (the run that started it) is gone."""
+PARENT_POLL_S = 0.5
 
 CAPTURE_ENV = "OPSMAP_SANDBOX_CAPTURE"
 CAPTURE_MAX_ENV = "OPSMAP_SANDBOX_CAPTURE_MAX_MB"
@@ -270,6 +291,7 @@ def _make_handler(server: SandboxServer) -> type[BaseHTTPRequestHandler]:
                     else:
                         response = route.handler(request, **groups)
                         response.headers = {**emulator.common_headers(request), **response.headers}
+                        response = server.drift.apply(request, response)
             except HTTPError as exc:
                 response = emulator.error(request, exc)
             except Exception as exc:  # an emulator bug: answer 500 and say so in the log
@@ -411,6 +433,9 @@ class SandboxProcess:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            # `stop()` never runs if this process is SIGKILLed: the child then stops by itself,
+            # instead of serving (and holding its port and its world in memory) forever.
+            env={**os.environ, PARENT_PID_ENV: str(os.getpid())},
         )
         deadline = time.monotonic() + timeout
         while not env_file.exists():

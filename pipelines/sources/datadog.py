@@ -19,6 +19,11 @@ as JSON because its keys are the org's own incident fields. Tags (`monitors.tags
 exists even when nothing is tagged; every column the staging models read is declared. Requests go
 through the shared session (`pipelines.sources.http`): DD-API-KEY / DD-APPLICATION-KEY headers,
 retries, Datadog's 429 + X-RateLimit-Reset contract and errors naming the config key to fix.
+
+Bad input (`pipelines.sources.quarantine`): each page passes its table's `Gate` right after it is read
+(key `id`; events also need their cursor); records that fail go to `raw_datadog.quarantine`, pass the
+service filters and the events' cursor untouched, and feed no SLO history; a field failing on most of a
+page stops the source.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from dlt.sources.rest_api.typing import RESTAPIConfig
 from requests import Response
 
 from pipelines.sources.http import DatadogAuth, make_session
+from pipelines.sources.quarantine import Gate, declare_table, gate_resource, is_quarantine, shield
 
 # Largest page each endpoint accepts (datadog-api-client-python v1/v2 *_api.py): fewest requests.
 MAX_PAGE_SIZE = {"incidents": 100, "monitors": 1000, "slos": 1000, "events": 1000}
@@ -246,12 +252,17 @@ def _midnight_ms(day: date) -> int:
 
 def _has_service_tag(tags: Iterable[str] | None, services: tuple[str, ...]) -> bool:
     wanted = {f"service:{s}" for s in services}
-    return any(t in wanted for t in tags or ())
+    return isinstance(tags, list) and any(t in wanted for t in tags)
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """`value` if it is an object, else an empty one: a record of another shape is the gate's to judge."""
+    return value if isinstance(value, dict) else {}
 
 
 def incident_services(incident: dict[str, Any]) -> list[str]:
     """The services of a v2 incident: `attributes.fields.services.value` (a list, or null when unset)."""
-    field = ((incident.get("attributes") or {}).get("fields") or {}).get("services") or {}
+    field = _object(_object(_object(incident.get("attributes")).get("fields")).get("services"))
     value = field.get("value")
     if isinstance(value, str):  # defensive: a single-valued autocomplete field
         return [value]
@@ -386,6 +397,8 @@ def rest_config(
             "cursor_path": "attributes.attributes.timestamp",
             "initial_value": _midnight_ms(start),
             "lag": EVENTS_OVERLAP_HOURS * 3600 * 1000,  # the cursor is in ms
+            # Quarantine rows carry no cursor: they pass it untouched (events without one are quarantined).
+            "on_cursor_value_missing": "include",
         },
         "filter[to]": "now",  # the server's clock, whatever ours says
         "sort": "timestamp",  # oldest first: an interrupted run still leaves a valid cursor
@@ -394,14 +407,16 @@ def rest_config(
     if services:
         events_params["filter[query]"] = f"service:({' OR '.join(services)})"
 
-    def incident_selected(item: dict[str, Any]) -> bool:
-        return not services or bool(set(incident_services(item)) & set(services))
+    # The filters run after the records' gate and let its quarantine rows through (`meta` says which).
+    def incident_selected(item: dict[str, Any], meta: Any = None) -> bool:
+        return not services or is_quarantine(meta) or bool(set(incident_services(item)) & set(services))
 
-    def tagged(item: dict[str, Any]) -> bool:
-        return not services or _has_service_tag(item.get("tags"), services)
+    def tagged(item: dict[str, Any], meta: Any = None) -> bool:
+        return not services or is_quarantine(meta) or _has_service_tag(item.get("tags"), services)
 
-    def event_tagged(item: dict[str, Any]) -> bool:
-        return not services or _has_service_tag((item.get("attributes") or {}).get("tags"), services)
+    def event_tagged(item: dict[str, Any], meta: Any = None) -> bool:
+        tags = _object(item.get("attributes")).get("tags")
+        return not services or is_quarantine(meta) or _has_service_tag(tags, services)
 
     return {
         "client": {"base_url": base_url, "session": session},
@@ -481,8 +496,25 @@ def datadog_source(
     selected = parse_services(services)
     start = parse_start_date(start_date)
     session = make_session("datadog", auth=DatadogAuth(api_key, application_key))
+    declare_table()
     resources = rest_api_resources(rest_config(base_url, session, services=selected, start=start, page_size=page_size))
-    by_name = {r.name: r for r in resources}
+    by_name = {r.name: gate_resource(r, gate_for(r.name)) for r in resources}
     client = RESTClient(base_url=base_url, session=session)
     history = slo_history_resource(by_name["slos"], client, start)
+    shield(history)  # a quarantined SLO has no id to ask its history for
     return [by_name["incidents"], by_name["monitors"], by_name["slos"], history, by_name["events"]]
+
+
+COLUMN_HINTS = {
+    "incidents": incident_columns,
+    "monitors": monitor_columns,
+    "slos": slo_columns,
+    "events": event_columns,
+}
+REQUIRED = {"events": ("attributes__attributes__timestamp",)}
+"""Fields this source reads beyond the key: the events' incremental cursor (epoch ms)."""
+
+
+def gate_for(name: str) -> Gate:
+    """A fresh `Gate` for one of the declarative resources (key `id` throughout)."""
+    return Gate("datadog", name, columns=COLUMN_HINTS[name](), primary_key=("id",), required=REQUIRED.get(name, ()))

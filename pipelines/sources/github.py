@@ -34,6 +34,11 @@ through dlt's `RESTClient` and `HeaderLinkPaginator` (GitHub announces pages onl
 next links switch to `/repositories/{id}/...` or opaque commit cursors, so they are followed
 verbatim) over the shared session of `pipelines.sources.http` (auth, retries, rate limits, errors).
 
+Bad input (`pipelines.sources.quarantine`): every page passes its table's `Gate` (`gates()`: the key,
+`REQUIRED` fields the cursors and child requests read, the declared `COLUMNS` with their types) before
+any cursor logic; records that fail go to `raw_github.quarantine`, and a field failing on most of a
+page stops the source. Child resources never see a parent's quarantine rows.
+
 Parallelism: per-PR, per-run and per-repository work is yielded as deferred calls that dlt runs in
 its extract thread pool (5 workers by default, `EXTRACT__WORKERS`), well under GitHub's 100
 concurrent requests; the primary budget (5000 requests/hour per token) is what bounds a backfill.
@@ -44,7 +49,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from typing import Any
@@ -52,12 +57,24 @@ from typing import Any
 import dlt
 from dlt.common.jsonpath import JSONPath, compile_path
 from dlt.common.schema.typing import TColumnSchema
+from dlt.extract.items import DataItemWithMeta
 from dlt.extract.resource import DltResource
 from dlt.sources.helpers.rest_client import RESTClient
+from dlt.sources.helpers.rest_client.client import PageData
 from dlt.sources.helpers.rest_client.paginators import HeaderLinkPaginator
 from dlt.sources.rest_api import rest_api_resources
 
 from pipelines.sources.http import GitHubAuth, SourceNotFoundError, SourceSession, make_session
+from pipelines.sources.quarantine import (
+    Gate,
+    declare_table,
+    gate_resource,
+    page_endpoint,
+    quarantined,
+    routed,
+    shield,
+    with_quarantine,
+)
 
 logger = logging.getLogger("opsmap.sources.github")
 
@@ -273,6 +290,50 @@ no compare with commits) declares it in the schema without creating it; the extr
 it empty (`pipelines.sources.declared_tables.create_declared_tables`)."""
 
 
+KEYS: dict[str, tuple[str, ...]] = {
+    "repositories": ("id",),
+    "pull_requests": ("id",),
+    "pull_request_commits": ("sha",),
+    "pull_request_reviews": ("id",),
+    "commits": ("sha",),
+    "deployments": ("id",),
+    "deployment_statuses": ("id",),
+    "workflow_runs": ("id",),
+    "workflow_jobs": ("id",),
+    "releases": ("id",),
+}
+"""The primary-key fields each API record must carry (the keys this source adds, such as `repo_full_name`
+or `pull_request_id`, come from the parent and are not checked)."""
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "repositories": ("full_name",),  # the child requests' path
+    "pull_requests": ("number", "updated_at"),  # the child requests' path; the cursor
+    "commits": ("commit__committer__date",),  # the cursor
+    "deployments": ("sha", "environment", "created_at"),  # compares, production pairing, the cursor
+    "deployment_statuses": ("state", "created_at"),  # a deployment's outcome is its latest state
+    "workflow_runs": ("status", "created_at", "updated_at"),  # re-read until completed; the cursor
+}
+"""Fields this source reads itself, beyond the key: a record without them cannot be paged or linked."""
+
+
+def gates() -> dict[str, Gate]:
+    """A fresh `Gate` per table for one run of the source (gates remember what they reported)."""
+    lists = {
+        table: tuple("__".join(path) if isinstance(path, tuple) else path for path in hints)
+        for table, hints in NESTED_HINTS.items()
+    }
+    return {
+        table: Gate(
+            "github",
+            table,
+            columns=COLUMNS[table],
+            primary_key=key,
+            required=REQUIRED.get(table, ()),
+            lists=lists.get(table, ()),
+        )
+        for table, key in KEYS.items()
+    }
+
+
 def _hints(table: str) -> dict[str, TColumnSchema]:
     """A fresh copy of a table's column hints (dlt writes into the hints it is given)."""
     return copy.deepcopy(COLUMNS[table])
@@ -288,19 +349,30 @@ def _or_empty(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows or dlt.mark.materialize_table_schema()
 
 
-def _rows_or_empty(fetch: Callable[..., list[dict[str, Any]]], *args: Any) -> list[dict[str, Any]]:
-    """`fetch(*args)`, or the empty marker when it returns no rows (a deferred call's result)."""
-    return _or_empty(fetch(*args))
+Screened = tuple[list[dict[str, Any]], list[dict[str, Any]]]
+"""The rows that passed their table's gate, and the quarantine rows of those that did not."""
 
 
-def _materialized(pages: Iterable[list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
+def _rows_or_empty(fetch: Callable[..., Screened], *args: Any) -> Iterator[Any]:
+    """`fetch(*args)`'s rows, or the empty marker when there are none, then its quarantine rows (a
+    deferred call's result: dlt iterates a generator it returns)."""
+    rows, bad = fetch(*args)
+    yield from with_quarantine(_or_empty(rows), bad)
+
+
+def _materialized(pages: Iterable[Any]) -> Iterator[Any]:
     """The pages, or one empty marker when there are none, so the table exists after any load."""
     empty = True
     for page in pages:
-        empty = False
+        empty = empty and isinstance(page, DataItemWithMeta)  # quarantine rows do not fill the table
         yield page
     if empty:
         yield dlt.mark.materialize_table_schema()
+
+
+def _screen(gate: Gate, page: Any, endpoint: str = "") -> Screened:
+    """`gate.split` of one page, naming the request the page came from."""
+    return gate.split(page, page_endpoint(page) or endpoint)
 
 
 WORKERS = 5  # dlt's default extract pool; the session keeps a connection per worker and then some
@@ -357,6 +429,11 @@ class GitHubClient:
         """One JSON object."""
         return self.rest.get(path, params=dict(params or {})).json()
 
+    def get_page(self, path: str) -> PageData[Any]:
+        """One JSON object as a one-record page that, like a listed page, knows its request."""
+        response = self.rest.get(path)
+        return PageData([response.json()], request=response.request, response=response, paginator=None, auth=None)  # type: ignore[arg-type]
+
 
 @cache
 def _selector(path: str) -> JSONPath:
@@ -381,7 +458,7 @@ def list_repositories(api: GitHubClient, org: str, selected: list[str]) -> Itera
     """
     if selected:
         for full_name in selected:
-            yield [api.get(f"repos/{full_name}")]
+            yield api.get_page(f"repos/{full_name}")
         return
     # sort=full_name: a stable order while paging (the default, created, shifts as repos are added).
     yield from api.pages(f"orgs/{org}/repos", {"type": "all", "sort": "full_name", "per_page": PAGE_SIZE})
@@ -401,13 +478,14 @@ def _tag(rows: Iterable[dict[str, Any]], **extra: Any) -> list[dict[str, Any]]:
 
 
 def pull_request_pages(
-    api: GitHubClient, repo: dict[str, Any], state: dict[str, Any], start: datetime | None
-) -> Iterator[list[dict[str, Any]]]:
+    api: GitHubClient, repo: dict[str, Any], state: dict[str, Any], start: datetime | None, gate: Gate
+) -> Iterator[Any]:
     """New or updated PRs of one repository, newest-updated first, stopping below the cursor.
 
     Pulls have no `since`: `sort=updated&direction=desc` puts changes first, so paging stops at the
     first page reaching below the cursor (minus `PR_OVERLAP`). PRs re-read in the overlap with an
-    unchanged `updated_at` are skipped, as are PRs repeated across pages.
+    unchanged `updated_at` are skipped, as are PRs repeated across pages. PRs that fail the gate are
+    yielded as quarantine rows and take no part in the cursor.
     """
     full = repo["full_name"]
     mine = _repo_states(state).setdefault(full, {})
@@ -417,8 +495,9 @@ def pull_request_pages(
     seen: dict[str, str] = {}
     params = {"state": "all", "sort": "updated", "direction": "desc", "per_page": PAGE_SIZE}
     for page in api.pages(f"repos/{full}/pulls", params):
+        passed, bad = _screen(gate, page)
         rows, reached_bottom = [], False
-        for pr in page:
+        for pr in passed:
             updated = pr["updated_at"]
             if lower is not None and parse_time(updated) < lower:
                 reached_bottom = True
@@ -430,6 +509,8 @@ def pull_request_pages(
             rows.append({**pr, "repo_full_name": full})
         if rows:
             yield rows
+        if bad:
+            yield quarantined(bad)
         if reached_bottom:
             break
     if seen:
@@ -440,15 +521,18 @@ def pull_request_pages(
         mine["recent"] = {k: v for k, v in keep.items() if parse_time(v) >= floor}
 
 
-def pull_request_children(api: GitHubClient, pr: dict[str, Any], kind: str) -> list[dict[str, Any]]:
-    """A PR's commits (at most 250, GitHub's cap) or reviews, tagged with the PR's keys."""
+def pull_request_children(api: GitHubClient, pr: dict[str, Any], kind: str, gate: Gate) -> Screened:
+    """A PR's commits (at most 250, GitHub's cap) or reviews, tagged with the PR's keys; and quarantine rows."""
     full, number = pr["repo_full_name"], pr["number"]
     rows: list[dict[str, Any]] = []
+    bad: list[dict[str, Any]] = []
     for page in api.pages(f"repos/{full}/pulls/{number}/{kind}", {"per_page": PAGE_SIZE}):
-        rows += page
-        if kind == "commits" and len(rows) >= PR_COMMITS_CAP:
+        passed, failed = _screen(gate, page)
+        rows += passed
+        bad += failed
+        if kind == "commits" and len(rows) + len(bad) >= PR_COMMITS_CAP:
             break
-    return _tag(rows, pull_request_id=pr["id"], pull_request_number=number, repo_full_name=full)
+    return _tag(rows, pull_request_id=pr["id"], pull_request_number=number, repo_full_name=full), bad
 
 
 # --------------------------------------------------------------------------------------------------
@@ -457,8 +541,13 @@ def pull_request_children(api: GitHubClient, pr: dict[str, Any], kind: str) -> l
 
 
 def commit_pages(
-    api: GitHubClient, repo: dict[str, Any], state: dict[str, Any], start: datetime | None, lookback: timedelta
-) -> Iterator[list[dict[str, Any]]]:
+    api: GitHubClient,
+    repo: dict[str, Any],
+    state: dict[str, Any],
+    start: datetime | None,
+    lookback: timedelta,
+    gate: Gate,
+) -> Iterator[Any]:
     """The default branch's commits since the cursor minus the lookback (see `DEFAULT_COMMITS_LOOKBACK_DAYS`)."""
     full = repo["full_name"]
     mine = _repo_states(state).setdefault(full, {})
@@ -472,8 +561,9 @@ def commit_pages(
     seen: set[str] = set()
     newest = cursor
     for page in api.pages(f"repos/{full}/commits", params):
+        passed, bad = _screen(gate, page)
         rows = []
-        for c in page:
+        for c in passed:
             if c["sha"] in seen:
                 continue
             seen.add(c["sha"])
@@ -483,6 +573,8 @@ def commit_pages(
             rows.append({**c, "repo_full_name": full})
         if rows:
             yield rows
+        if bad:
+            yield quarantined(bad)
     if newest:
         mine["committed_at"] = newest
 
@@ -519,8 +611,8 @@ def _run_pages(api: GitHubClient, path: str, low: date, high: date | None) -> It
 
 
 def workflow_run_pages(
-    api: GitHubClient, repo: dict[str, Any], state: dict[str, Any], start: datetime | None
-) -> Iterator[list[dict[str, Any]]]:
+    api: GitHubClient, repo: dict[str, Any], state: dict[str, Any], start: datetime | None, gate: Gate
+) -> Iterator[Any]:
     """New runs and runs changed since last seen (still running then), newest first.
 
     The cursor is a day: `created>=` the day of the oldest run still in progress at the last run
@@ -541,8 +633,9 @@ def workflow_run_pages(
     newest_day = created_from
     finished: dict[str, list[str]] = {}
     for page in pages:
+        passed, bad = _screen(gate, page)
         rows = []
-        for run in page:
+        for run in passed:
             key, day = str(run["id"]), run["created_at"][:10]
             newest_day = max(newest_day or day, day)
             if key in seen:
@@ -557,19 +650,24 @@ def workflow_run_pages(
             rows.append({**run, "repo_full_name": full})
         if rows:
             yield rows
+        if bad:
+            yield quarantined(bad)
     next_from = min(open_days) if open_days else newest_day
     if next_from:
         mine["created_from"] = next_from
         mine["done"] = {k: v for k, v in {**done, **finished}.items() if v[0] >= next_from}
 
 
-def workflow_jobs_of(api: GitHubClient, run: dict[str, Any]) -> list[dict[str, Any]]:
-    """The jobs (with steps) of a run's latest attempt."""
+def workflow_jobs_of(api: GitHubClient, run: dict[str, Any], gate: Gate) -> Screened:
+    """The jobs (with steps) of a run's latest attempt; and quarantine rows."""
     path = f"repos/{run['repo_full_name']}/actions/runs/{run['id']}/jobs"
     rows: list[dict[str, Any]] = []
+    bad: list[dict[str, Any]] = []
     for page in api.pages(path, {"filter": "latest", "per_page": PAGE_SIZE}, selector="jobs"):
-        rows += page
-    return _tag(rows, repo_full_name=run["repo_full_name"])
+        passed, failed = _screen(gate, page)
+        rows += passed
+        bad += failed
+    return _tag(rows, repo_full_name=run["repo_full_name"]), bad
 
 
 # --------------------------------------------------------------------------------------------------
@@ -585,6 +683,7 @@ class DeploymentBundle:
     deployments: list[dict[str, Any]]
     statuses: list[dict[str, Any]]
     compares: list[dict[str, Any]]
+    quarantined: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # table → quarantine rows
 
 
 def compare_deployments(
@@ -598,11 +697,16 @@ def compare_deployments(
     path = f"repos/{full}/compare/{base['sha']}...{head['sha']}"
     summary: dict[str, Any] = {}
     commits: list[dict[str, Any]] = []
+    shas: set[str] = set()
     try:
         for page in api.pages(path, {"per_page": PAGE_SIZE}, selector="commits"):
             if not summary:
                 summary = page.response.json()
-            commits += page
+            # A page that shifted repeats the previous page's last commit; a compare lists each commit once.
+            for commit in page:
+                if commit["sha"] not in shas:
+                    shas.add(commit["sha"])
+                    commits.append(commit)
     except SourceNotFoundError:
         logger.warning("github: %s: no compare for deployments %s...%s (404); skipped", full, base["id"], head["id"])
         return None
@@ -629,6 +733,7 @@ def deployment_bundle(
     mine: dict[str, Any],
     start: datetime | None,
     production: frozenset[str],
+    gates: Mapping[str, Gate],
 ) -> DeploymentBundle:
     """One repository's new or unfinished deployments, their statuses, and the compares they complete.
 
@@ -636,16 +741,20 @@ def deployment_bundle(
     creation time of the oldest deployment that was not final at the last run. A deployment already
     seen in a final state is skipped. Consecutive successful production deployments are compared
     in creation order, continuing from the last successful one of earlier runs; a production
-    deployment still running holds the pairing (and the floor) until it ends.
+    deployment still running holds the pairing (and the floor) until it ends. Deployments and statuses
+    that fail their gate are kept aside as quarantine rows and play no part in any of this.
     """
     full = repo["full_name"]
     floor = mine.get("floor")
     lower = parse_time(floor) - DEPLOYMENT_OVERLAP if floor else start
     final: dict[str, str] = mine.get("final", {})  # id → created_at of deployments seen final
     found: dict[str, dict[str, Any]] = {}
+    bad: dict[str, list[dict[str, Any]]] = {"deployments": [], "deployment_statuses": []}
     for page in api.pages(f"repos/{full}/deployments", {"per_page": PAGE_SIZE}):
+        passed, failed = _screen(gates["deployments"], page)
+        bad["deployments"] += failed
         reached_bottom = False
-        for d in page:
+        for d in passed:
             if lower is not None and parse_time(d["created_at"]) < lower:
                 reached_bottom = True
                 continue
@@ -659,7 +768,9 @@ def deployment_bundle(
     for key, d in found.items():
         rows = []
         for page in api.pages(f"repos/{full}/deployments/{d['id']}/statuses", {"per_page": PAGE_SIZE}):
-            rows += page
+            passed, failed = _screen(gates["deployment_statuses"], page)
+            rows += passed
+            bad["deployment_statuses"] += failed
         rows.sort(key=lambda s: (s["created_at"], s["id"]))
         # GitHub marks superseded deployments `inactive`; the outcome is the last state before that.
         decisive = [r for r in rows if r["state"] != "inactive"]
@@ -667,7 +778,7 @@ def deployment_bundle(
         statuses += _tag(rows, deployment_id=d["id"], repo_full_name=full)
     compares, held = _pair_production(api, full, found, latest, mine, production)
     _advance_deployment_floor(mine, found, latest, held)
-    return DeploymentBundle(full, list(found.values()), statuses, compares)
+    return DeploymentBundle(full, list(found.values()), statuses, compares, bad)
 
 
 def _advance_deployment_floor(
@@ -758,6 +869,8 @@ def github_source(
     """
     selected = repo_names(org, as_list(repos))
     api = GitHubClient(base_url, access_token, selection_key="REPOS" if selected else "ORG")
+    declare_table()
+    gate = gates()
     start = parse_time(start_date) if start_date else None
     production = frozenset(as_list(production_environments))
     lookback = timedelta(days=int(commits_lookback_days))
@@ -765,7 +878,12 @@ def github_source(
     @dlt.resource(name="repositories", write_disposition="merge", primary_key="id", columns=_hints("repositories"))
     def repositories() -> Iterator[list[dict[str, Any]]]:
         """The organisation's repositories (or the selected ones), re-read in full every run."""
-        yield from list_repositories(api, org, selected)
+        for page in list_repositories(api, org, selected):
+            passed, bad = _screen(gate["repositories"], page)
+            if passed or not bad:
+                yield passed
+            if bad:
+                yield quarantined(bad)
 
     @dlt.transformer(
         data_from=repositories,
@@ -778,7 +896,9 @@ def github_source(
         """Pull requests created or updated since the last run (any state), per repository."""
         state = dlt.current.resource_state()
         yield from _materialized(
-            page for repo in _repos_of(items) for page in pull_request_pages(api, repo, state, start)
+            page
+            for repo in _repos_of(items)
+            for page in pull_request_pages(api, repo, state, start, gate["pull_requests"])
         )
 
     @dlt.transformer(
@@ -791,7 +911,7 @@ def github_source(
     def pull_request_commits(prs: Any) -> Iterator[Any]:
         """The commits of each PR loaded this run (at most 250 per PR, GitHub's cap)."""
         for pr in _repos_of(prs):
-            yield _deferred(_rows_or_empty, pull_request_children, api, pr, "commits")
+            yield _deferred(_rows_or_empty, pull_request_children, api, pr, "commits", gate["pull_request_commits"])
         if not prs:
             yield dlt.mark.materialize_table_schema()
 
@@ -805,7 +925,7 @@ def github_source(
     def pull_request_reviews(prs: Any) -> Iterator[Any]:
         """The reviews of each PR loaded this run."""
         for pr in _repos_of(prs):
-            yield _deferred(_rows_or_empty, pull_request_children, api, pr, "reviews")
+            yield _deferred(_rows_or_empty, pull_request_children, api, pr, "reviews", gate["pull_request_reviews"])
         if not prs:
             yield dlt.mark.materialize_table_schema()
 
@@ -821,7 +941,9 @@ def github_source(
         """Commits on each repository's default branch, newest first, since the commit cursor."""
         state = dlt.current.resource_state()
         yield from _materialized(
-            page for repo in _repos_of(items) for page in commit_pages(api, repo, state, start, lookback)
+            page
+            for repo in _repos_of(items)
+            for page in commit_pages(api, repo, state, start, lookback, gate["commits"])
         )
 
     @dlt.transformer(
@@ -835,7 +957,9 @@ def github_source(
         """GitHub Actions runs created since the run cursor; runs in progress are re-read until completed."""
         state = dlt.current.resource_state()
         yield from _materialized(
-            page for repo in _repos_of(items) for page in workflow_run_pages(api, repo, state, start)
+            page
+            for repo in _repos_of(items)
+            for page in workflow_run_pages(api, repo, state, start, gate["workflow_runs"])
         )
 
     @dlt.transformer(
@@ -848,7 +972,7 @@ def github_source(
     def workflow_jobs(runs: Any) -> Iterator[Any]:
         """The jobs (with their steps) of each run loaded this run."""
         for run in _repos_of(runs):
-            yield _deferred(_rows_or_empty, workflow_jobs_of, api, run)
+            yield _deferred(_rows_or_empty, workflow_jobs_of, api, run, gate["workflow_jobs"])
         if not runs:
             yield dlt.mark.materialize_table_schema()
 
@@ -860,7 +984,7 @@ def github_source(
         states = _repo_states(dlt.current.resource_state())
         for repo in _repos_of(items):
             mine = states.setdefault(repo["full_name"], {})
-            yield _deferred(deployment_bundle, api, repo, mine, start, production)
+            yield _deferred(deployment_bundle, api, repo, mine, start, production, gate)
 
     @dlt.transformer(
         data_from=deployment_bundles,
@@ -871,7 +995,7 @@ def github_source(
     )
     def deployments(bundle: DeploymentBundle) -> Iterator[list[dict[str, Any]]]:
         """Deployments created since the deployment cursor, and those still running at the last run."""
-        yield _or_empty(bundle.deployments)
+        yield from with_quarantine(_or_empty(bundle.deployments), bundle.quarantined.get("deployments", []))
 
     @dlt.transformer(
         data_from=deployment_bundles,
@@ -882,7 +1006,7 @@ def github_source(
     )
     def deployment_statuses(bundle: DeploymentBundle) -> Iterator[list[dict[str, Any]]]:
         """All statuses of each deployment loaded this run, tagged with `deployment_id`."""
-        yield _or_empty(bundle.statuses)
+        yield from with_quarantine(_or_empty(bundle.statuses), bundle.quarantined.get("deployment_statuses", []))
 
     @dlt.transformer(
         data_from=deployment_bundles,
@@ -896,7 +1020,21 @@ def github_source(
         """`base...head` between consecutive successful production deployments, with the commits shipped."""
         yield _or_empty(bundle.compares)
 
-    releases = _releases(api, repositories)
+    releases = _releases(api, repositories, gate["releases"])
+    routed(
+        repositories,
+        pull_requests,
+        pull_request_commits,
+        pull_request_reviews,
+        commits,
+        workflow_runs,
+        workflow_jobs,
+        deployments,
+        deployment_statuses,
+    )
+    # A parent's quarantine rows have no id or name to build a child's request from.
+    shield(pull_requests, commits, workflow_runs, deployment_bundles, releases)
+    shield(pull_request_commits, pull_request_reviews, workflow_jobs)
     return [
         repositories,
         pull_requests,
@@ -913,7 +1051,7 @@ def github_source(
     ]
 
 
-def _releases(api: GitHubClient, repositories: DltResource) -> DltResource:
+def _releases(api: GitHubClient, repositories: DltResource, gate: Gate) -> DltResource:
     """`releases` declaratively: a child of `repositories`, re-read in full (merge on id)."""
     resources = rest_api_resources(
         {
@@ -941,7 +1079,13 @@ def _releases(api: GitHubClient, repositories: DltResource) -> DltResource:
     # A repository without releases answers an empty page: load it as the empty marker, so that the
     # table exists even when no repository has a release yet.
     release_resource.add_step(_empty_page_marker)
-    return release_resource
+    # After the rename (position 2), so the gate sees the table's own columns; the request is then
+    # known only from the record's repository.
+    return gate_resource(release_resource, gate, at=2, endpoint_of=_releases_endpoint)
+
+
+def _releases_endpoint(row: dict[str, Any]) -> str:
+    return f"GET /repos/{row.get('repo_full_name')}/releases"
 
 
 def _empty_page_marker(page: Any) -> Any:

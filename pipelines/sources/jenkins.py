@@ -29,6 +29,10 @@ re-reads the reopened builds one by one. Stages and test reports are fetched onc
 first seen finished, so old builds' reports are never re-read. On a job's first load,
 `start_date` bounds how far back builds are read.
 
+Bad input (`pipelines.sources.quarantine`): job rows, build rows (before their numbers move the
+watermark), stages and test cases pass their table's `Gate`; records that fail go to
+`raw_jenkins.quarantine` and feed no child resource; a field failing on most of a page stops the source.
+
 Every column the staging models read is declared with a type (child tables through nested hints),
 and `builds`, `build_stages` and `test_cases` are created even when empty, so an early or small
 controller loads the same shape; child tables that never received a row are created by
@@ -50,6 +54,7 @@ from dlt.common.schema.typing import TColumnSchema
 from dlt.sources import DltResource
 
 from pipelines.sources.http import JenkinsAuth, SourceNotFoundError, SourceSession, make_session
+from pipelines.sources.quarantine import Gate, declare_table, quarantined, routed, shield
 
 PAGE_SIZE = 100
 """allBuilds range size: 100 is what Jenkins' own `builds` list holds and DevLake requests (fact 2)."""
@@ -209,6 +214,7 @@ class JobBuilds:
     full_name: str
     rows: list[dict[str, Any]] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)
+    quarantined: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _parameter_value(value: Any) -> Any:
@@ -258,10 +264,18 @@ def _start_ms(start_date: str | date | None) -> int | None:
 
 
 def read_job_builds(
-    client: JenkinsClient, job: dict[str, Any], state: dict[str, Any] | None, start_ms: int | None
+    client: JenkinsClient,
+    job: dict[str, Any],
+    state: dict[str, Any] | None,
+    start_ms: int | None,
+    gate: Gate | None = None,
 ) -> JobBuilds:
-    """Read a job's builds newer than its watermark, and re-read the ones that were still running."""
+    """Read a job's builds newer than its watermark, and re-read the ones that were still running.
+
+    Builds that fail the gate go to `quarantined` and move neither the watermark nor the reopen set.
+    """
     name = job["fullName"]
+    gate = gate or gates()["builds"]
     out = JobBuilds(name)
     last = int(state["last_number"]) if state else 0
     reopen = [int(n) for n in (state or {}).get("reopen", [])]
@@ -273,16 +287,19 @@ def read_job_builds(
             tree = f"allBuilds[{BUILD_FIELDS}]{{{offset},{offset + PAGE_SIZE}}}"
             items = client.get(f"{job_path(name)}/api/json", tree).get("allBuilds") or []
             done = len(items) < PAGE_SIZE
-            for item in items:
-                number = int(item["number"])
+            endpoint = f"GET /{job_path(name)}/api/json?tree=allBuilds[…]{{{offset},{offset + PAGE_SIZE}}}"
+            passed, bad = gate.split([build_row(name, item) for item in items], endpoint)
+            out.quarantined += bad
+            for row in passed:
+                number = int(row["number"])
                 top = max(top, number)
                 if number <= last:  # newest first: everything from here on was loaded before
                     done = True
                     break
-                if state is None and start_ms is not None and int(item.get("timestamp") or 0) < start_ms:
+                if state is None and start_ms is not None and int(row.get("timestamp") or 0) < start_ms:
                     done = True  # first load: older than start_date
                     break
-                seen.setdefault(number, item)  # a page shifted by a new build repeats an item
+                seen.setdefault(number, row)  # a page shifted by a new build repeats an item
             if done:
                 break
             offset += PAGE_SIZE
@@ -291,8 +308,11 @@ def read_job_builds(
             continue
         item = client.get_optional(f"{job_path(name)}/{number}/api/json", BUILD_FIELDS)
         if item is not None:  # None: the build was discarded since
-            seen[number] = item
-    out.rows = [build_row(name, seen[n]) for n in sorted(seen)]
+            passed, bad = gate.split([build_row(name, item)], f"GET /{job_path(name)}/{number}/api/json")
+            out.quarantined += bad
+            if passed:
+                seen[number] = passed[0]
+    out.rows = [seen[n] for n in sorted(seen)]
     out.state = {"last_number": top, "reopen": [r["number"] for r in out.rows if r.get("building")]}
     return out
 
@@ -454,6 +474,32 @@ CASE_COLUMNS = _columns(
 )
 
 
+def gates() -> dict[str, Gate]:
+    """A fresh `Gate` per table for one run (the keys, the declared columns, the lists builds hold)."""
+    build_lists = tuple(path for path in BUILD_NESTED_HINTS if isinstance(path, str))
+    return {
+        "jobs": Gate("jenkins", "jobs", columns=JOB_COLUMNS, primary_key=("full_name",), required=("name",)),
+        "builds": Gate(
+            "jenkins", "builds", columns=BUILD_COLUMNS, primary_key=("job_full_name", "number"), lists=build_lists
+        ),
+        "build_stages": Gate(
+            "jenkins", "build_stages", columns=STAGE_COLUMNS, primary_key=("job_full_name", "build_number", "id")
+        ),
+        # `suite_name` is "" for a suite without a name (the source's own default), so it is not checked.
+        "test_cases": Gate(
+            "jenkins",
+            "test_cases",
+            columns=CASE_COLUMNS,
+            primary_key=("job_full_name", "build_number", "class_name", "name"),
+        ),
+    }
+
+
+def _jobs_endpoint(rows: list[dict[str, Any]]) -> str:
+    parent = rows[0].get("parent_full_name") if rows and isinstance(rows[0], dict) else None
+    return f"GET /{job_path(parent)}/api/json" if parent else "GET /api/json"
+
+
 def _session(username: str | None, api_token: str | None, pool_size: int) -> SourceSession:
     # No credentials at all is a valid setup: Jenkins can grant anonymous read (ci.jenkins.io does).
     auth = JenkinsAuth(username or "", api_token or "") if (username or api_token) else None
@@ -483,11 +529,18 @@ def jenkins_source(
     client = JenkinsClient(base_url, _session(username, api_token, max(1, max_workers)), max_workers)
     folders = parse_list(root_folders)
     start_ms = _start_ms(start_date)
+    declare_table()
+    gate = gates()
 
     @dlt.resource(name="jobs", primary_key="full_name", write_disposition="merge", columns=JOB_COLUMNS)
     def jobs() -> Iterator[list[dict[str, Any]]]:
         """Jenkins folders, multibranch projects and jobs under the root folders, one row per full name."""
-        yield from walk_jobs(client, folders)
+        for page in walk_jobs(client, folders):
+            passed, bad = gate["jobs"].split(page, _jobs_endpoint(page))
+            if passed or not bad:
+                yield passed
+            if bad:
+                yield quarantined(bad)
 
     @dlt.transformer(
         data_from=jobs,
@@ -502,10 +555,15 @@ def jenkins_source(
         change sets; builds still running are re-read on later loads until they finish."""
         known: dict[str, Any] = dlt.current.resource_state().setdefault("jobs", {})
         todo = [j for j in job_page if is_buildable(j) and _needs_read(j, known.get(j["fullName"]))]
-        results = client.parallel(lambda j: read_job_builds(client, j, known.get(j["fullName"]), start_ms), todo)
+        results = client.parallel(
+            lambda j: read_job_builds(client, j, known.get(j["fullName"]), start_ms, gate["builds"]), todo
+        )
         rows = [row for result in results for row in result.rows]
         # An empty marker still creates the table (with its declared columns) when no build exists yet.
         yield rows or dlt.mark.materialize_table_schema()
+        bad = [row for result in results for row in result.quarantined]
+        if bad:
+            yield quarantined(bad)
         for result in results:  # after the yield: state moves only with the data it describes
             known[result.full_name] = result.state
 
@@ -520,12 +578,16 @@ def jenkins_source(
         """Pipeline Stage View stages of finished builds, one row per (job, build number, stage id)."""
         todo = [b for b in build_page if _finished(b) and b.get("_class") == PIPELINE_RUN]
 
-        def describe(b: dict[str, Any]) -> list[dict[str, Any]]:
-            data = client.get_optional(f"{job_path(b['job_full_name'])}/{b['number']}/wfapi/describe")
-            return stage_rows(b, data) if data else []
+        def describe(b: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+            path = f"{job_path(b['job_full_name'])}/{b['number']}/wfapi/describe"
+            data = client.get_optional(path)
+            return gate["build_stages"].split(stage_rows(b, data), f"GET /{path}") if data else ([], [])
 
-        rows = [row for part in client.parallel(describe, todo) for row in part]
-        yield rows or dlt.mark.materialize_table_schema()
+        parts = client.parallel(describe, todo)
+        yield [row for rows, _ in parts for row in rows] or dlt.mark.materialize_table_schema()
+        bad = [row for _, failed in parts for row in failed]
+        if bad:
+            yield quarantined(bad)
 
     @dlt.transformer(
         data_from=builds,
@@ -538,11 +600,18 @@ def jenkins_source(
         """JUnit test cases of finished builds, one row per (job, build number, suite, class, name)."""
         todo = [b for b in build_page if _finished(b) and b.get("test_result")]
 
-        def report(b: dict[str, Any]) -> list[dict[str, Any]]:
-            data = client.get_optional(f"{job_path(b['job_full_name'])}/{b['number']}/testReport/api/json", REPORT_TREE)
-            return case_rows(b, data) if data else []
+        def report(b: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+            path = f"{job_path(b['job_full_name'])}/{b['number']}/testReport/api/json"
+            data = client.get_optional(path, REPORT_TREE)
+            return gate["test_cases"].split(case_rows(b, data), f"GET /{path}") if data else ([], [])
 
-        rows = [row for part in client.parallel(report, todo) for row in part]
-        yield rows or dlt.mark.materialize_table_schema()
+        parts = client.parallel(report, todo)
+        yield [row for rows, _ in parts for row in rows] or dlt.mark.materialize_table_schema()
+        bad = [row for _, failed in parts for row in failed]
+        if bad:
+            yield quarantined(bad)
 
+    routed(jobs, builds, build_stages, test_cases)
+    # A quarantined job or build has no name or number to build the child requests from.
+    shield(builds, build_stages, test_cases)
     return jobs, builds, build_stages, test_cases

@@ -32,6 +32,11 @@ instead of being loaded twice. Every column the staging models read is declared 
 so it exists before any value arrives; the affected versions (`fields.versions`) stay one JSON list on
 the issue row, because dlt creates a child table only with its first row and many sites never set them.
 
+Bad input (`pipelines.sources.quarantine`): each search page's issues (with `key` and `fields.updated`
+required: the changelog rows and the cursor read them), their histories and the catalogue records pass
+their table's `Gate` before anything reads them; records that fail go to `raw_jira.quarantine`, take no
+part in the cursor and feed no child resource; a field failing on most of a page stops the source.
+
 Configuration (`SOURCES__JIRA__<KEY>`): `BASE_URL` (`https://<site>.atlassian.net`), `EMAIL` and
 `API_TOKEN` (Basic auth; without an e-mail the token is sent as a Bearer token, e.g. a Data Center
 PAT), `PROJECTS` (comma-separated keys or a list; empty = every project the account can see),
@@ -55,6 +60,15 @@ from dlt.sources.rest_api import rest_api_resources
 from requests import Request, Response
 
 from pipelines.sources.http import JiraAuth, SourceNotFoundError, SourceSession, make_session
+from pipelines.sources.quarantine import (
+    Gate,
+    declare_table,
+    gate_resource,
+    page_endpoint,
+    quarantined,
+    routed,
+    shield,
+)
 
 SEARCH_PAGE_SIZE = 100
 """100: Jira Cloud's maximum `maxResults` for search/jql (it may return fewer; the token paging follows)."""
@@ -95,7 +109,6 @@ ISSUE_FIELDS: tuple[str, ...] = (
 )
 """The issue fields loaded: asking for these, not `*all`, keeps pages full (Jira shrinks pages of heavy issues)."""
 
-_JIRA_TIME = "%Y-%m-%dT%H:%M:%S.%f%z"
 _PROJECT_KEY = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _EPOCH = "1970-01-01T00:00:00.000+0000"
 
@@ -134,8 +147,15 @@ def initial_cursor(start_date: str | date | datetime | None) -> str:
 
 
 def jira_instant(value: str) -> datetime:
-    """Parse Jira's `2020-06-12T08:13:13.360+0800` (the offset has no colon; fact 5)."""
-    return datetime.strptime(value, _JIRA_TIME)
+    """Parse Jira's `2020-06-12T08:13:13.360+0800` (the offset has no colon; fact 5).
+
+    Any ISO-8601 time with an offset parses (Python 3.11 reads `+0800`), as the issues' gate accepts;
+    one without an offset is refused, since Jira writes times in the user's zone.
+    """
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError(f"jira: {value!r} has no UTC offset")
+    return parsed
 
 
 def _latest(values: Sequence[str]) -> str:
@@ -214,6 +234,8 @@ def _number(value: Any) -> float | None:
 def issue_row(issue: dict[str, Any], custom: CustomFields) -> dict[str, Any]:
     """The `issues` row: the API's issue without its changelog, custom fields under stable names."""
     row = {k: v for k, v in issue.items() if k != "changelog"}
+    if not isinstance(issue.get("fields"), dict | None):
+        return row  # left as sent: the gate quarantines it, naming `fields`
     fields = dict(issue.get("fields") or {})
     fields["sprints"] = fields.pop(custom.sprint, None)
     fields["story_points"] = _number(fields.pop(custom.story_points, None))
@@ -224,8 +246,12 @@ def issue_row(issue: dict[str, Any], custom: CustomFields) -> dict[str, Any]:
 def changelog_rows(issue: dict[str, Any], histories: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """`issue_changelogs` rows: each history (id, author, created, items) with its issue's id and key."""
     rows: dict[str, dict[str, Any]] = {}
-    for history in histories:
-        rows[str(history["id"])] = {**history, "issue_id": issue["id"], "issue_key": issue["key"]}
+    for i, history in enumerate(histories):
+        # A history without an id is kept apart (its gate quarantines it), not merged with another.
+        key = str(history["id"]) if isinstance(history, dict) and history.get("id") is not None else f"#{i}"
+        rows[key] = (
+            {**history, "issue_id": issue["id"], "issue_key": issue["key"]} if isinstance(history, dict) else history
+        )
     return list(rows.values())
 
 
@@ -415,7 +441,8 @@ def full_changelog(client: RESTClient, issue: dict[str, Any], page_size: int = C
         data_selector="values",
     ):
         for history in page:
-            seen.setdefault(str(history["id"]), history)
+            has_id = isinstance(history, dict) and history.get("id") is not None
+            seen.setdefault(str(history["id"]) if has_id else f"#{len(seen)}", history)
     return list(seen.values())
 
 
@@ -430,42 +457,86 @@ def search_issues(client: RESTClient, jql: str, fields: Sequence[str], page_size
 
 
 class IssueRow(dict):  # type: ignore[type-arg]
-    """An `issues` row that also carries its changelog rows, as an attribute that is not loaded with it.
+    """An `issues` row that also carries its changelog rows, as attributes that are not loaded with it.
 
     The `issue_changelogs` transformer reads them from the rows that reach the end of the `issues`
-    pipe (after dlt's incremental filter), so a changelog is loaded exactly when its issue is.
+    pipe (after dlt's incremental filter), so a changelog is loaded exactly when its issue is; so are
+    the quarantine rows of its histories that failed their gate.
     """
 
     changelog: list[dict[str, Any]]
+    quarantined: list[dict[str, Any]]
 
 
-def issue_pages(client: RESTClient, projects: Sequence[str], cursor: str, page_size: int) -> Iterator[list[IssueRow]]:
+def gates() -> dict[str, Gate]:
+    """A fresh `Gate` per table for one run: key, the fields this source reads, the declared columns."""
+    issues = Gate(
+        "jira",
+        "issues",
+        columns=issue_columns(),
+        primary_key=("id",),
+        required=("key", "fields__updated"),  # the changelog rows' key; the cursor
+        lists=tuple("__".join(path) for path in issue_nested_hints()),
+    )
+    changelogs = Gate("jira", "issue_changelogs", columns=changelog_columns(), primary_key=("id",), lists=("items",))
+    catalogue = {
+        name: Gate(
+            "jira",
+            name,
+            columns=catalogue_columns(name),
+            primary_key=("id",),
+            required=("key",) if name == "projects" else (),  # versions and boards are read per project key
+        )
+        for name in CATALOGUE_COLUMNS
+    }
+    return {"issues": issues, "issue_changelogs": changelogs, **catalogue}
+
+
+def issue_pages(
+    client: RESTClient,
+    projects: Sequence[str],
+    cursor: str,
+    page_size: int,
+    checks: dict[str, Gate] | None = None,
+) -> Iterator[Any]:
     """`issues` rows (with their changelog rows attached) per search page, for issues updated since `cursor`.
 
     Hand-written rather than declarative: an issue's changelog may need more requests, and it goes
-    to its own table, which a single rest_api endpoint cannot do.
+    to its own table, which a single rest_api endpoint cannot do. Issues that fail their gate are
+    yielded as quarantine rows (without their changelog) and take no part in the cursor.
     """
+    gate = checks or gates()
     custom = discover_custom_fields(client)
     since = jira_instant(cursor)
     latest: dict[str, datetime] = {}  # issue id → newest `updated` yielded this run (pages can repeat issues)
     for page in search_issues(client, issues_jql(projects, cursor), (*ISSUE_FIELDS, *custom.ids()), page_size):
+        endpoint = page_endpoint(page)
+        candidates = [(issue, issue_row(issue, custom)) for issue in page]
+        passed, bad = gate["issues"].split([row for _, row in candidates], endpoint)
+        kept = {id(row) for row in passed}
         rows = []
-        for issue in page:
-            updated = jira_instant(issue["fields"]["updated"])
+        for issue, fields_row in candidates:
+            if id(fields_row) not in kept:
+                continue
+            updated = jira_instant(fields_row["fields"]["updated"])
             if updated < since or (issue["id"] in latest and latest[issue["id"]] >= updated):
                 continue  # the JQL overlap re-reads loaded issues; a page may repeat the previous page's last
             latest[issue["id"]] = updated
             histories, total = embedded_changelog(issue)
             if total > len(histories):
                 histories = full_changelog(client, issue)
-            row = IssueRow(issue_row(issue, custom))
-            row.changelog = changelog_rows(issue, histories)
+            row = IssueRow(fields_row)
+            row.changelog, row.quarantined = gate["issue_changelogs"].split(changelog_rows(issue, histories), endpoint)
             rows.append(row)
         if rows:
             yield rows
+        if bad:
+            yield quarantined(bad)
 
 
-def _issue_resources(client: RESTClient, projects: list[str], initial: str, page_size: int) -> list[DltResource]:
+def _issue_resources(
+    client: RESTClient, projects: list[str], initial: str, page_size: int, gates: dict[str, Gate]
+) -> list[DltResource]:
     @dlt.resource(
         name="issues",
         primary_key="id",
@@ -475,11 +546,15 @@ def _issue_resources(client: RESTClient, projects: list[str], initial: str, page
     )
     def issues(
         updated: dlt.sources.incremental[str] = dlt.sources.incremental(
-            "fields.updated", initial_value=initial, last_value_func=_latest
+            # "include": quarantine rows have no `fields.updated` and must pass the cursor untouched.
+            "fields.updated",
+            initial_value=initial,
+            last_value_func=_latest,
+            on_cursor_value_missing="include",
         ),
-    ) -> Iterator[list[IssueRow]]:
+    ) -> Iterator[Any]:
         """Jira issues, merged on `id`, incremental on `fields.updated` through bounded JQL."""
-        yield from issue_pages(client, projects, updated.start_value, page_size)
+        yield from issue_pages(client, projects, updated.start_value, page_size, gates)
 
     @dlt.transformer(
         name="issue_changelogs",
@@ -494,12 +569,16 @@ def _issue_resources(client: RESTClient, projects: list[str], initial: str, page
         for row in rows if isinstance(rows, list) else [rows]:
             if row.changelog:
                 yield row.changelog
+            if row.quarantined:
+                yield quarantined(row.quarantined)
 
+    routed(issues, issue_changelogs)
+    shield(issue_changelogs)
     return [issues, issue_changelogs]
 
 
 def _catalogue_resources(
-    session: SourceSession, base_url: str, projects: list[str], page_size: int
+    session: SourceSession, base_url: str, projects: list[str], page_size: int, gates: dict[str, Gate]
 ) -> list[DltResource]:
     """Projects, their versions and boards, and the boards' sprints: declarative rest_api resources."""
     project_params: dict[str, Any] = {"keys": projects} if projects else {}
@@ -549,7 +628,12 @@ def _catalogue_resources(
             },
         ],
     }
-    return rest_api_resources(config)
+    resources = rest_api_resources(config)
+    for resource in resources:
+        gate_resource(resource, gates[resource.name])
+    # Versions and boards are read per project key, sprints per board id: never for a quarantine row.
+    shield(*(r for r in resources if r.name != "projects"))
+    return resources
 
 
 @dlt.source(name="jira", section="jira")
@@ -575,5 +659,7 @@ def jira_source(
     session = make_session("jira", auth=JiraAuth(api_token, email), selection_key="PROJECTS")
     client = RESTClient(base_url=base_url.rstrip("/") + "/", session=session)
     size = max(1, min(int(page_size), SEARCH_PAGE_SIZE))
-    catalogue = _catalogue_resources(session, base_url, keys, min(size, AGILE_PAGE_SIZE))
-    return [*catalogue, *_issue_resources(client, keys, initial_cursor(start_date), size)]
+    declare_table()
+    gate = gates()
+    catalogue = _catalogue_resources(session, base_url, keys, min(size, AGILE_PAGE_SIZE), gate)
+    return [*catalogue, *_issue_resources(client, keys, initial_cursor(start_date), size, gate)]

@@ -21,6 +21,11 @@ Per run:
    they stream (`KeyFingerprints`), and the exported days replace what was loaded for them (see
    `write_disposition`). Parsing runs in a prefetch thread, overlapping dlt's Parquet writing.
 
+Bad input: an event without a name or a readable time, or with a time that is not epoch seconds
+(`EARLIEST_EVENT` .. `LATEST_EVENT`), goes to `raw_mixpanel.quarantine` (`quarantine_events`, before the
+Arrow cast, since both are NOT NULL key columns); a line that is not JSON is a broken stream (fetched
+again, then the run stops naming the range).
+
 Throughput (`mixpanel_bench`, 2 shared cores, 2M events / 1.25 GB): ~120 MB/s end to end into DuckDB,
 ~0.35 of DuckDB's own `read_json` into a table, which stores a typed struct where this table also
 keeps every event's full properties text.
@@ -62,6 +67,7 @@ from pipelines.sources.http import (
     config_key,
     make_session,
 )
+from pipelines.sources.quarantine import Failure, Gate, declare_table, describe_value, quarantined, routed
 
 logger = logging.getLogger("opsmap.sources.mixpanel")
 
@@ -120,6 +126,12 @@ EVENTS_SCHEMA = pa.schema(
 """The columns of `raw_mixpanel.events`; `properties` is the event's full properties object as JSON
 text, `time` the event time, `insert_id` `$insert_id` or, for events without one, a key derived from
 (`event`, `distinct_id`, `time`) (`derived_insert_ids`)."""
+
+
+EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_EVENT = datetime(2100, 1, 1, tzinfo=UTC)
+"""Event times outside these are not epoch seconds: the export sends seconds unless asked for
+milliseconds (fact 3), and milliseconds read as seconds land tens of thousands of years ahead."""
 
 
 def _duck_type(kind: pa.DataType) -> str:
@@ -267,11 +279,13 @@ _LENIENT_SELECT = ", ".join(
 
 
 def _is_event(line: bytes) -> bool:
+    """Whether a line is a whole record: a JSON object. One without `event` is whole too (no fragment of a
+    split record parses as an object): it is quarantined (`quarantine_events`), not re-fetched forever."""
     try:
         value = orjson.loads(line)
     except orjson.JSONDecodeError:
         return False
-    return isinstance(value, dict) and "event" in value
+    return isinstance(value, dict)
 
 
 _MAX_FRAGMENT_BYTES = 16 << 20  # a "split record" larger than this is garbage, not a record
@@ -329,6 +343,10 @@ def derived_insert_ids(table: pa.Table, con: duckdb.DuckDBPyConnection) -> pa.Ar
     return result.column("insert_id").combine_chunks()
 
 
+Screen = Callable[[pa.Table], tuple[pa.Table, list[dict[str, Any]]]]
+"""Splits a parsed table into the events to load and quarantine rows (`quarantine_events`)."""
+
+
 class ExportParser:
     """Parses one export stream, fed in arbitrary byte chunks, into Arrow tables (`EVENTS_SCHEMA`).
 
@@ -339,8 +357,10 @@ class ExportParser:
     (line repair, then DuckDB's lenient JSON functions). Both produce the same columns.
     """
 
-    def __init__(self, block_bytes: int = BLOCK_BYTES) -> None:
+    def __init__(self, block_bytes: int = BLOCK_BYTES, screen: Screen | None = None) -> None:
         self.block_bytes = block_bytes
+        self.screen = screen
+        self.quarantined: list[dict[str, Any]] = []  # what `screen` rejected, for the caller to take
         self._chunks: list[bytes] = []
         self._size = 0
         self._carry = b""
@@ -425,8 +445,13 @@ class ExportParser:
             table = table.set_column(
                 table.schema.get_field_index("insert_id"), "insert_id", derived_insert_ids(table, self.duck)
             )
+        table = table.select(EVENTS_SCHEMA.names)
+        if self.screen is not None:
+            # Before the cast: an event without a name or time would fail it (NOT NULL key columns).
+            table, bad = self.screen(table)
+            self.quarantined += bad
         self.rows += table.num_rows
-        return table.select(EVENTS_SCHEMA.names).cast(EVENTS_SCHEMA)
+        return table.cast(EVENTS_SCHEMA)
 
 
 def parse_export(data: bytes, chunk_bytes: int = READ_CHUNK_BYTES, block_bytes: int = BLOCK_BYTES) -> pa.Table:
@@ -438,6 +463,63 @@ def parse_export(data: bytes, chunk_bytes: int = READ_CHUNK_BYTES, block_bytes: 
     finally:
         parser.close()
     return pa.concat_tables(tables) if tables else EVENTS_SCHEMA.empty_table()
+
+
+# --------------------------------------------------------------------------------------------------
+# Bad events: quarantined, not loaded
+# --------------------------------------------------------------------------------------------------
+
+
+def _event_key(row: Any) -> str | None:
+    """An event's identity for the quarantine: `$insert_id`, else its name."""
+    props = row.get("properties") if isinstance(row, dict) else None
+    insert_id = props.get("$insert_id") if isinstance(props, dict) else None
+    if insert_id:
+        return f"$insert_id={insert_id}"
+    event = row.get("event") if isinstance(row, dict) else None
+    return f"event={event}" if event else None
+
+
+def events_gate() -> Gate:
+    """The events' gate: only `quarantine_events` uses it, with its key columns `event` and `time`."""
+    return Gate("mixpanel", "events", primary_key=("event", "time"), identify=_event_key)
+
+
+def quarantine_events(table: pa.Table, gate: Gate, endpoint: str) -> tuple[pa.Table, list[dict[str, Any]]]:
+    """The events of `table` that can be loaded, and quarantine rows for those that cannot.
+
+    An event without a name or a readable time cannot be keyed (both are in the primary key, NOT NULL
+    in the warehouse: one such row would fail the whole load), and a time outside `EARLIEST_EVENT` ..
+    `LATEST_EVENT` is not in seconds. Vectorised: a clean table costs three comparisons.
+    """
+    if table.num_rows == 0:
+        return table, []
+    time = table.column("time")
+    no_time = pc.is_null(time)
+    outside = pc.fill_null(
+        pc.or_(pc.less(time, pa.scalar(EARLIEST_EVENT, _TIME)), pc.greater_equal(time, pa.scalar(LATEST_EVENT, _TIME))),
+        False,
+    )
+    bad_mask = pc.or_(pc.or_(pc.is_null(table.column("event")), no_time), outside)
+    if not pc.any(bad_mask).as_py():
+        return table, []
+    bad = table.filter(bad_mask)
+    # Only masks and text leave Arrow: a time 50,000 years ahead does not convert to a Python datetime.
+    missing_time = no_time.filter(bad_mask).to_pylist()
+    out_of_range = outside.filter(bad_mask).to_pylist()
+    span = f"{EARLIEST_EVENT.year}–{LATEST_EVENT.year}"
+    failed: list[tuple[Any, list[Failure]]] = []
+    for i, rec in enumerate(bad.select(["event", "properties"]).to_pylist()):
+        props = orjson.loads(rec["properties"]) if rec["properties"] is not None else None
+        failures = [Failure("event", "missing")] if rec["event"] is None else []
+        sent = props.get("time") if isinstance(props, dict) else None
+        if missing_time[i]:
+            why = "missing" if sent is None else f"{describe_value(sent)} where epoch seconds were expected"
+            failures.append(Failure("time", why))
+        elif out_of_range[i]:
+            failures.append(Failure("time", f"{describe_value(sent)} is not a time in {span} as epoch seconds"))
+        failed.append(({"event": rec["event"], "properties": props}, failures))
+    return table.filter(pc.invert(bad_mask)), gate.reject(table.num_rows, failed, endpoint)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -604,6 +686,9 @@ class Exporter:
         self.pacer = pacer or Pacer()
         session.mount(self.url, PacedAdapter(self.pacer))
         self.last_day: date | None = None  # the last day actually exported by `export`
+        self.gate = events_gate()
+        # Filled by the export (the prefetch thread), drained by the resource after each table.
+        self.quarantined: deque[dict[str, Any]] = deque()
 
     def export(self, first: date, last: date, days_per_request: int) -> Iterator[pa.Table]:
         """Yield the events of `[first, last]` in ranges of `days_per_request` days.
@@ -629,8 +714,18 @@ class Exporter:
         (bounded, with backoff): rows the broken attempt already yielded are not yielded twice."""
         params = {"from_date": lo.isoformat(), "to_date": hi.isoformat()}
         seen = KeyFingerprints()  # per range: one key cannot occur in two ranges
+        endpoint = f"GET /{EXPORT_PATH}?from_date={lo}&to_date={hi}"
+        rejected: set[str] = set()  # payloads quarantined by an earlier attempt at this range
+
+        def screen(table: pa.Table) -> tuple[pa.Table, list[dict[str, Any]]]:
+            good, bad = quarantine_events(table, self.gate, endpoint)
+            fresh = [row for row in bad if row["payload"] not in rejected]
+            rejected.update(row["payload"] for row in fresh)
+            self.quarantined.extend(fresh)
+            return good, []
+
         for attempt in range(self.session.max_retries + 1):
-            parser, response = ExportParser(), None
+            parser, response = ExportParser(screen=screen), None
             try:
                 # Inside the try: the session reads an error answer's body before returning, and a cut
                 # there is not among the errors it retries; it is a broken stream like any other.
@@ -646,13 +741,15 @@ class Exporter:
                 return
             except _BROKEN_STREAM as exc:
                 reason = type(exc).__name__
+                if isinstance(exc, MalformedExport | ExportTerminatedEarly):  # our own text: no URL, no secret
+                    reason = f"{reason}: {exc}"
                 if attempt == self.session.max_retries:
                     raise SourceRetriesExhaustedError(
                         f"mixpanel: GET /{EXPORT_PATH}?from_date={lo}&to_date={hi} → the stream broke "
                         f"{attempt + 1} times (last: {reason}); the service kept failing, re-run later.",
                         system="mixpanel",
                         method="GET",
-                        endpoint=f"/{EXPORT_PATH}",
+                        endpoint=f"/{EXPORT_PATH}?from_date={lo}&to_date={hi}",
                     ) from None
                 # Full jitter, the session's own backoff rule (its retries cannot reach a consumed body).
                 wait = random.uniform(0.0, min(self.session.backoff_max, self.session.backoff_base * 2**attempt))
@@ -663,6 +760,13 @@ class Exporter:
                 parser.close()
                 if response is not None:
                     response.close()
+
+    def drain(self) -> list[dict[str, Any]]:
+        """The quarantine rows gathered so far (each handed out once)."""
+        rows = []
+        while self.quarantined:
+            rows.append(self.quarantined.popleft())
+        return rows
 
     @staticmethod
     def _explain(exc: SourceHTTPError) -> SourceHTTPError:
@@ -825,11 +929,16 @@ def events_resource(
         for table in prefetch(exporter.export(first, last, days_per_request)):
             yield table if hinted else dlt.mark.with_hints(table, hints)
             hinted = True
+            if bad := exporter.drain():
+                yield quarantined(bad)
         if not hinted:  # nothing exported: still replace the window (events can be deleted upstream)
             yield dlt.mark.with_hints(EVENTS_SCHEMA.empty_table(), hints)
+        if bad := exporter.drain():
+            yield quarantined(bad)
         assert exporter.last_day is not None
         state["last_complete_day"] = (exporter.last_day - timedelta(days=1)).isoformat()
 
+    routed(events)
     return events
 
 
@@ -874,6 +983,7 @@ def mixpanel_source(
         raise ValueError(f"mixpanel: {config_key('mixpanel', 'LOOKBACK_DAYS')} must not be negative")
     auth = MixpanelAuth(api_secret, username=username, project_id=project_id)
     session = make_session("mixpanel", auth=auth, timeout=(10.0, READ_TIMEOUT_S))
+    declare_table()
     return events_resource(
         Exporter(session, base_url),
         start_day=_day(start_date, "START_DATE"),
