@@ -8,12 +8,15 @@ from dagster import (
     AssetSelection,
     DefaultScheduleStatus,
     Definitions,
-    ScheduleDefinition,
+    RunRequest,
+    ScheduleEvaluationContext,
     define_asset_job,
     in_process_executor,
+    schedule,
 )
 from dagster_dlt import DagsterDltResource
 
+from pipelines.abandoned_runs import fail_abandoned_runs
 from pipelines.assets.config_settings import config_feature_map, config_settings
 from pipelines.assets.extract import extraction_assets
 from pipelines.assets.insights import INSIGHT_ASSETS, INSIGHT_CHECKS, with_insight_deps
@@ -57,7 +60,7 @@ def build_definitions() -> Definitions:
         "tables, check them, publish. `opsmap backfill --start --end`, or a backfill launched from the UI.",
     )
 
-    nightly_schedule = ScheduleDefinition(
+    @schedule(
         name="nightly_schedule",
         job=nightly,
         cron_schedule=NIGHTLY_CRON,
@@ -66,6 +69,10 @@ def build_definitions() -> Definitions:
         default_status=DefaultScheduleStatus.STOPPED,
         description="Nightly at 02:00 (OPSMAP_SCHEDULE_TIMEZONE, default UTC).",
     )
+    def nightly_schedule(context: ScheduleEvaluationContext) -> RunRequest:
+        # A killed `opsmap run` leaves its run STARTED, and the run queue would hold this one behind it.
+        fail_abandoned_runs(context.instance)
+        return RunRequest()
 
     return Definitions(
         assets=assets,

@@ -118,6 +118,7 @@ class SourcesResource(ConfigurableResource):
 
         workdir = Paths.from_env().ensure().dlt_dir / "sandbox"
         workdir.mkdir(parents=True, exist_ok=True)
+        _remove_dead_runs_env_files(workdir)
         env_file = workdir / f"sandbox-{os.getpid()}.env"
         env_file.unlink(missing_ok=True)
         args = ["--seed", str(self.sandbox_seed), "--scale", str(self.sandbox_scale)]
@@ -148,3 +149,11 @@ class SourcesResource(ConfigurableResource):
             else:
                 os.environ[key] = value
         self._sandbox = None
+
+
+def _remove_dead_runs_env_files(workdir: Path) -> None:
+    """A killed run cannot remove its `sandbox-<pid>.env`: drop those whose process is gone."""
+    for stale in workdir.glob("sandbox-*.env"):
+        pid = stale.stem.removeprefix("sandbox-")
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            stale.unlink(missing_ok=True)

@@ -50,6 +50,9 @@ def source_factory(system: str) -> Callable[..., DltSource]:
 
 def raw_pipeline(system: str, paths: Paths) -> dlt.Pipeline:
     """The dlt pipeline loading one system into `raw_<system>` of the build warehouse."""
+    # Merge loads stage rows in `raw_<system>_staging`; emptied after each load, so the published
+    # warehouse does not carry a second copy of every merged raw table.
+    os.environ.setdefault("LOAD__TRUNCATE_STAGING_DATASET", "true")
     return dlt.pipeline(
         pipeline_name=f"opsmap_{system}",
         destination=dlt.destinations.duckdb(str(paths.build)),
