@@ -311,10 +311,14 @@ class GitHubEmulator(SystemEmulator):
         return self._json(body, status=exc.status, headers=self._rate_headers(request, count=False))
 
     def env(self) -> dict[str, str]:
+        # The first run must reach the pull requests already closed when the history starts (the
+        # world opens some before its first day), as the truth lists them.
+        earliest = min((pr.created_at for pr in self.world.pull_requests), default=self.world.config.start_at)
+        earliest = min(earliest, self.world.config.start_at)
         return {
             "SOURCES__GITHUB__ACCESS_TOKEN": SANDBOX_TOKEN,
             "SOURCES__GITHUB__ORG": self.world.org,
-            "SOURCES__GITHUB__START_DATE": self.world.config.start_at.date().isoformat(),
+            "SOURCES__GITHUB__START_DATE": earliest.date().isoformat(),
         }
 
     def common_headers(self, request: Request) -> dict[str, str]:
