@@ -3,7 +3,8 @@ description: >-
   GitHub Actions workflow runs (CI builds), one row per run (its latest attempt) as last loaded.
   `result` comes from GitHub's status and conclusion: `in_progress` until the run is completed, then
   `success` (success, neutral), `failure` (failure, timed_out, startup_failure) or `cancelled`
-  (cancelled, skipped, stale, action_required). A completed run's finish time is its last update.
+  (cancelled, skipped, stale, action_required). A completed run's finish time is when its
+  last job completed (else its last update): a run touched after it finished must not stretch.
 grain: one row per workflow run
 primary_key: [build_id]
 columns:
@@ -26,7 +27,7 @@ columns:
   created_at: When the run was created (UTC).
   started_at: When the latest attempt started (GitHub's `run_started_at`, UTC).
   updated_at: Last change to the run (UTC).
-  finished_at: When the run completed (its last update, UTC); null while not completed.
+  finished_at: When the run completed (its last job's completion, else its last update; UTC); null while not completed.
   actor_id: person_id of the account whose action started the run.
   triggering_actor_id: person_id of the account that started the latest attempt (differs from actor_id after a re-run by someone else).
 checks:
@@ -55,7 +56,14 @@ with ranked as (
         triggering_actor__login,
         row_number() over (partition by id order by _dlt_load_id desc, updated_at desc) as recency
     from raw_github.workflow_runs
+),
+
+jobs as (
+    select run_id, max(finished_at) as last_job_finished_at
+    from staging.stg_github__workflow_jobs
+    group by run_id
 )
+
 select
     'github:build:' || cast(id as varchar) as build_id,
     id as run_id,
@@ -81,8 +89,12 @@ select
     cast(created_at as timestamp with time zone) as created_at,
     cast(coalesce(run_started_at, created_at) as timestamp with time zone) as started_at,
     cast(updated_at as timestamp with time zone) as updated_at,
-    case when lower(status) = 'completed' then cast(updated_at as timestamp with time zone) end as finished_at,
+    case
+        when lower(status) = 'completed'
+            then coalesce(jobs.last_job_finished_at, cast(updated_at as timestamp with time zone))
+    end as finished_at,
     person_id(actor__login) as actor_id,
     person_id(triggering_actor__login) as triggering_actor_id
 from ranked
-where recency = 1
+left join jobs on ranked.id = jobs.run_id
+where ranked.recency = 1
