@@ -489,19 +489,7 @@ def _markdown(frame: pl.DataFrame) -> str:
     description=f"(system, entity) is unique and never null in {TABLE}. Blocking: sync_accuracy reads it.",
 )
 def reconciliation_primary_key(warehouse: Warehouse) -> AssetCheckResult:
-    from pipelines.checks.keys import key_violations
+    from pipelines.checks.keys import key_check_result
 
     with warehouse.connect() as con:
-        found = key_violations(con, TABLE, ("system", "entity"))
-    passed = found["duplicate_keys"] == 0 and found["null_keys"] == 0
-    return AssetCheckResult(
-        passed=passed,
-        severity=AssetCheckSeverity.ERROR,
-        description=None if passed else f"{found['duplicate_keys']} duplicated and {found['null_keys']} null keys",
-        metadata={
-            "duplicate_keys": found["duplicate_keys"],
-            "null_keys": found["null_keys"],
-            "offending_keys": MetadataValue.json(found["sample"]),
-            "primary_key": "system, entity",
-        },
-    )
+        return key_check_result(con, TABLE, ("system", "entity"))

@@ -55,8 +55,9 @@ def model_check_specs(model: Model, asset: AssetKey) -> list[AssetCheckSpec]:
     ]
 
 
-def primary_key_result(con: object, model: Model, asset: AssetKey) -> AssetCheckResult:
-    found = key_violations(con, model.table, model.primary_key)
+def key_check_result(con: object, table: str, key: Sequence[str], asset: AssetKey | None = None) -> AssetCheckResult:
+    """The `primary_key` check of `table`: `key` unique and never null, with offending keys as evidence."""
+    found = key_violations(con, table, key)
     passed = found["duplicate_keys"] == 0 and found["null_keys"] == 0
     return AssetCheckResult(
         asset_key=asset,
@@ -68,9 +69,13 @@ def primary_key_result(con: object, model: Model, asset: AssetKey) -> AssetCheck
             "duplicate_keys": found["duplicate_keys"],
             "null_keys": found["null_keys"],
             "offending_keys": MetadataValue.json(found["sample"]),
-            "primary_key": ", ".join(model.primary_key),
+            "primary_key": ", ".join(key),
         },
     )
+
+
+def primary_key_result(con: object, model: Model, asset: AssetKey) -> AssetCheckResult:
+    return key_check_result(con, model.table, model.primary_key, asset)
 
 
 def contract_result(con: object, model: Model, asset: AssetKey) -> AssetCheckResult:
