@@ -530,7 +530,8 @@ def pull_request_children(api: GitHubClient, pr: dict[str, Any], kind: str, gate
         passed, failed = _screen(gate, page)
         rows += passed
         bad += failed
-        if kind == "commits" and len(rows) + len(bad) >= PR_COMMITS_CAP:
+        # Distinct SHAs: a page that repeats the previous one's last commit must not use up the cap.
+        if kind == "commits" and len({r.get("sha") for r in rows}) + len(bad) >= PR_COMMITS_CAP:
             break
     return _tag(rows, pull_request_id=pr["id"], pull_request_number=number, repo_full_name=full), bad
 
