@@ -96,6 +96,18 @@ def print_summary(
     for c in checks:
         if not c.passed:
             click.echo(f"    ✗ {c.asset_key.to_user_string()} · {c.check_name} ({c.severity.value})")
+    if not result.success and not failed_steps:
+        # The run failed before any step: a resource (the sandbox, a source's configuration) did not start.
+        for event in result.all_events:
+            if event.event_type_value not in ("RESOURCE_INIT_FAILURE", "PIPELINE_FAILURE"):
+                continue
+            error = getattr(event.event_specific_data, "error", None)
+            while error is not None and error.cause is not None:
+                error = error.cause  # the root cause, not Dagster's wrapper
+            lines = (error.message if error is not None else event.message or "").strip().splitlines()
+            said = [line.strip() for line in lines if line.strip()]
+            click.echo("  run failed before its first step: " + " … ".join(dict.fromkeys(said[:1] + said[-1:])))
+            break
     for event in failed_steps:
         # The step's root cause in one line: source, endpoint, status and the config key to fix.
         reason = failure_reason(event.step_failure_data.error)  # type: ignore[union-attr]

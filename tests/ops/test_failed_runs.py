@@ -238,3 +238,19 @@ def test_a_step_failure_that_is_not_an_extraction_is_summarised_by_its_root_caus
     [failure] = _events_of(result, "STEP_FAILURE")
     assert failure_reason(failure.step_failure_data.error) == "KeyError: 'column deployed_at'"
     assert failure_reason(None) == ""
+
+
+def test_a_run_that_fails_before_its_first_step_says_why(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from pipelines.cli import main
+
+    monkeypatch.setenv("OPSMAP_WAREHOUSE", str(tmp_path / "opsmap.duckdb"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    for system in ("JIRA", "GITHUB", "JENKINS", "DATADOG", "MIXPANEL"):
+        monkeypatch.delenv(f"SOURCES__{system}__BASE_URL", raising=False)
+    outcome = CliRunner().invoke(main, ["run", "--sandbox-scale", "0.05", "--sandbox-as-of", "not-a-date"])
+    assert outcome.exit_code == 1
+    assert "opsmap run FAILED" in outcome.output and "assets materialised: 0" in outcome.output
+    assert "run failed before its first step: RuntimeError: the sandbox failed to start" in outcome.output
+    assert "Invalid isoformat string: 'not-a-date'" in outcome.output
