@@ -146,20 +146,13 @@ def extract_and_normalize(task: Task) -> Outcome:
         outcome.normalize_s = time.perf_counter() - started - outcome.extract_s
     except Exception as exc:
         outcome.error = _portable(exc)
-        chain_names = [getattr(e, "pipe_name", None) for e in _chain(exc)]
+        from pipelines.failures import exception_chain  # only on failure: it imports Dagster, workers need not
+
+        chain_names = [getattr(e, "pipe_name", None) for e in exception_chain(exc)]
         outcome.resource = next((n for n in chain_names if n), None)
         outcome.traceback = traceback.format_exc()
     outcome.cpu_s = time.process_time() - cpu
     return outcome
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
 
 
 # --------------------------------------------------------------------------------------------------
