@@ -49,6 +49,7 @@ from pipelines.assets.extract_worker import (
     run_tasks,
     source_factory,
 )
+from pipelines.assets.reconciliation import probe_now
 from pipelines.resources import SourcesResource, Warehouse
 from pipelines.settings import SYSTEMS, Paths
 from pipelines.sources.declared_tables import create_declared_tables
@@ -275,6 +276,8 @@ def extraction_asset(systems: tuple[str, ...] = SYSTEMS) -> AssetsDefinition:
     def _extract(context: AssetExecutionContext, warehouse: Warehouse, sources: SourcesResource) -> Iterator[Any]:
         warehouse.release()  # dlt opens the file with a configuration of its own
         yield from extract_sources(context, warehouse.paths, catalogue)
+        # Reached only when every selected system loaded: a failed step may be retried, which needs the sandbox.
+        sources.extraction_finished(probe_now, context.log)
 
     return _extract
 

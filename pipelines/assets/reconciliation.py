@@ -348,6 +348,12 @@ def probe_sources(systems: Sequence[str] | None = None) -> tuple[list[SourceTota
     return totals, errors
 
 
+def probe_now() -> tuple[datetime, list[SourceTotal], dict[str, str]]:
+    """`probe_sources()` with the moment it was asked."""
+    measured_at = datetime.now(UTC)
+    return (measured_at, *probe_sources())
+
+
 # --- the table ----------------------------------------------------------------------------------
 
 
@@ -441,9 +447,9 @@ def write_table(con: Any, frame: pl.DataFrame) -> None:
 def source_reconciliation(
     context: AssetExecutionContext, warehouse: Warehouse, sources: SourcesResource
 ) -> MaterializeResult:
-    # `sources` is required so that, with no source configured, the sandbox is up and configured.
-    measured_at = datetime.now(UTC)
-    totals, errors = probe_sources()
+    # `sources` is required so that, with no source configured, the sandbox is up and configured; after
+    # extraction in the same run it has stopped the sandbox and hands over the totals it took then.
+    (measured_at, totals, errors), kept = sources.source_totals(probe_now)
     for system, why in errors.items():
         context.log.warning(f"reconciliation: no totals from {system}: {why}")
     with warehouse.connect() as con:
@@ -470,6 +476,9 @@ def source_reconciliation(
             else MetadataValue.text("n/a"),
             "reconciliation": MetadataValue.md(_markdown(frame)),
             "probe_errors": MetadataValue.json(errors),
+            "probed": MetadataValue.text(
+                f"{measured_at.isoformat()}, " + ("when extraction finished" if kept else "in this step")
+            ),
         },
     )
 

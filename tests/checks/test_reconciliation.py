@@ -156,6 +156,52 @@ def test_the_nightly_run_reconciles_every_entity_completely(built_warehouse: dic
     assert RECONCILIATION_KEY in kpi.parent_keys
 
 
+def test_the_nightly_run_takes_the_totals_when_extraction_finishes(built_warehouse: dict) -> None:
+    # The sandbox stops then (a scale-10 world holds gigabytes), so a live probe later would fail the check.
+    events = built_warehouse["result"].all_events
+    [materialised] = [
+        e
+        for e in events
+        if e.event_type_value == "ASSET_MATERIALIZATION" and e.step_key == "quality__source_reconciliation"
+    ]
+    assert materialised.materialization.metadata["probed"].text.endswith("when extraction finished")
+    [probe] = [
+        e
+        for e in events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION" and e.step_key == "quality__source_reconciliation"
+    ]
+    assert probe.event_specific_data.passed
+
+
+class _FakeSandbox:
+    def __init__(self, env_file: Path) -> None:
+        self.env_file, self.stopped = env_file, 0
+
+    def stop(self) -> None:
+        self.stopped += 1
+
+
+def test_the_sandbox_stops_once_extraction_finished_and_the_totals_are_handed_over_once(tmp_path: Path) -> None:
+    from pipelines.resources import SourcesResource
+
+    resource = SourcesResource()
+    fake = _FakeSandbox(tmp_path / "sandbox.env")
+    fake.env_file.write_text("")
+    resource._sandbox = fake
+    asked: list[int] = []
+
+    def probe() -> int:
+        asked.append(len(asked))
+        return len(asked)
+
+    resource.extraction_finished(probe)
+    assert fake.stopped == 1 and not fake.env_file.exists() and not resource.sandbox_running
+    assert resource.source_totals(probe) == (1, True)  # kept from extraction, not asked again
+    assert resource.source_totals(probe) == (2, False) and asked == [0, 1]  # a later step asks afresh
+    resource.extraction_finished(probe)  # no sandbox any more: nothing to take or stop
+    assert fake.stopped == 1 and asked == [0, 1]
+
+
 def test_missing_rows_lower_completeness_and_warn_with_the_entity(
     warehouse_copy: Path, sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -29,6 +29,13 @@ checks:
 with settings as (
     select max(case when key = 'deploy_job_pattern' then value end) as job_pattern from config.settings
 ),
+-- Matched on the few job names, not every build: a pattern read from a table is compiled per row.
+build_jobs as (
+    select j.job_full_name
+    from (select distinct job_full_name from staging.stg_jenkins__builds) as j
+    cross join settings as s
+    where not regexp_matches(j.job_full_name, s.job_pattern)
+),
 pr_heads as (
     select repo, sha, min(pr_number) as pr_number
     from intermediate.int_commits_linked_to_pull_requests
@@ -52,8 +59,7 @@ select
     b.duration_ms,
     b.trigger
 from staging.stg_jenkins__builds as b
-cross join settings as s
-where not regexp_matches(b.job_full_name, s.job_pattern)
+inner join build_jobs as j on j.job_full_name = b.job_full_name
 union all
 select
     r.build_id,
