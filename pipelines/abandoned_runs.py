@@ -3,7 +3,7 @@
 `opsmap run` executes a job inside its own process (`execute_in_process`). When that process is
 killed (SIGKILL, the OOM killer, a reboot) nothing records the end of its run: the run stays STARTED
 in the Dagster instance, the UI shows it running forever, and the instance's run queue
-(`max_concurrent_runs: 1`, see `settings.DAGSTER_YAML`) counts it as the one run in progress, so no
+(`max_concurrent_runs: 1`, see `settings.dagster_yaml`) counts it as the one run in progress, so no
 queued run (the schedule's, the UI's) is ever launched again. So every run records which process
 executes it (`owner_tags`), and every run first fails the runs whose process is gone
 (`fail_abandoned_runs`).

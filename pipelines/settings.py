@@ -12,6 +12,7 @@ it and, once the run's blocking checks pass, publishes a copy atomically (see `p
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +52,27 @@ telemetry:
   enabled: false
 run_queue:
   max_concurrent_runs: 1  # DuckDB allows one writing process: never overlap two runs
+event_log_storage:  # Dagster's SQLite event log, connections kept open (pipelines/event_log.py)
+  module: pipelines.event_log
+  class: PooledSqliteEventLogStorage
+  config:
+    base_dir: {event_logs}  # where Dagster's default storage keeps them: the history carries over
 """
+# What earlier versions wrote, replaced by the current file when found unchanged.
+_EARLIER_DAGSTER_YAMLS = (
+    """\
+# Written by opsmap on first use. Runs are kept here so the UI shows history across restarts.
+telemetry:
+  enabled: false
+run_queue:
+  max_concurrent_runs: 1  # DuckDB allows one writing process: never overlap two runs
+""",
+)
+
+
+def dagster_yaml(home: Path) -> str:
+    """The dagster.yaml opsmap writes into a new Dagster home."""
+    return DAGSTER_YAML.replace("{event_logs}", json.dumps(str(home / "history" / "runs")))
 
 
 def ensure_dagster_home() -> Path:
@@ -59,7 +80,7 @@ def ensure_dagster_home() -> Path:
     home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME).expanduser().resolve()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(DAGSTER_YAML, encoding="utf-8")
+    if not config.exists() or config.read_text(encoding="utf-8") in _EARLIER_DAGSTER_YAMLS:
+        config.write_text(dagster_yaml(home), encoding="utf-8")
     os.environ["DAGSTER_HOME"] = str(home)
     return home

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.bench.harness import GIB, child_env, figure, python_module, run_measured, stats
-from pipelines.settings import DAGSTER_YAML, SYSTEMS
+from pipelines.settings import SYSTEMS, dagster_yaml
 
 CATEGORIES = ("extraction", "models", "checks", "kpis", "publication")
 
@@ -34,7 +34,7 @@ CATEGORIES = ("extraction", "models", "checks", "kpis", "publication")
 def _run_env(folder: Path, **extra: str | None) -> dict[str, str]:
     home = folder / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text(DAGSTER_YAML, encoding="utf-8")
+    (home / "dagster.yaml").write_text(dagster_yaml(home), encoding="utf-8")
     overrides: dict[str, str | None] = {f"SOURCES__{s.upper()}__BASE_URL": None for s in SYSTEMS}
     overrides.update(
         OPSMAP_WAREHOUSE=str(folder / "warehouse" / "opsmap.duckdb"),
@@ -342,14 +342,14 @@ def dagster_overhead_figures(source_build: Path, runs: int) -> dict[str, Any]:
             plain.append(seconds)
             home = folder / "dagster_home"
             home.mkdir()
-            (home / "dagster.yaml").write_text(DAGSTER_YAML, encoding="utf-8")
+            (home / "dagster.yaml").write_text(dagster_yaml(home), encoding="utf-8")
             seconds, steps, success = dagster_seconds(copy_for_dagster(folder / "persistent"), home)
             via_dagster.append(seconds)
             seconds, _, success_memory = dagster_seconds(copy_for_dagster(folder / "memory"), None)
             in_memory.append(seconds)
             home_open = folder / "dagster_home_open"
             home_open.mkdir()
-            (home_open / "dagster.yaml").write_text(DAGSTER_YAML, encoding="utf-8")
+            (home_open / "dagster.yaml").write_text(dagster_yaml(home_open), encoding="utf-8")
             seconds, _, success_open = dagster_seconds(copy_for_dagster(folder / "open"), home_open, keep_open=True)
             kept_open.append(seconds)
             ok = ok and success and success_memory and success_open

@@ -25,7 +25,7 @@ from urllib.request import Request, urlopen
 
 import pytest
 
-from pipelines.settings import DAGSTER_YAML, PROJECT_ROOT
+from pipelines.settings import PROJECT_ROOT, dagster_yaml
 
 STARTUP_TIMEOUT_S = 240  # ~10 s on an idle machine; the code location imports the whole pipeline
 STOP_GRACE_S = 30
@@ -65,7 +65,7 @@ def graphql(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GraphQL]:
     folder = tmp_path_factory.mktemp("ui")
     home = folder / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text(DAGSTER_YAML, encoding="utf-8")
+    (home / "dagster.yaml").write_text(dagster_yaml(home), encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
     env.update(
         DAGSTER_HOME=str(home),
