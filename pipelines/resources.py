@@ -171,7 +171,7 @@ class SourcesResource(ConfigurableResource):
     def setup_for_execution(self, context: InitResourceContext) -> None:
         if configured_systems():
             return
-        from pipelines.sandbox.server import SandboxProcess
+        from pipelines.sandbox.server import SandboxProcess, start_timeout
 
         workdir = Paths.from_env().ensure().dlt_dir / "sandbox"
         workdir.mkdir(parents=True, exist_ok=True)
@@ -181,8 +181,7 @@ class SourcesResource(ConfigurableResource):
         args = ["--seed", str(self.sandbox_seed), "--scale", str(self.sandbox_scale)]
         if self.sandbox_as_of:
             args += ["--as-of", self.sandbox_as_of]
-        # Generating the world grows with its scale (≈ 10 s at scale 1, minutes at scale 10).
-        proc = SandboxProcess(args, env_file, timeout=60.0 * max(1.0, self.sandbox_scale))
+        proc = SandboxProcess(args, env_file, timeout=start_timeout(self.sandbox_scale))
         self._sandbox = proc
         # The KPIs' "last complete day" follows the sandbox world's clock, not today's date.
         env = {**proc.env, "OPSMAP_AS_OF": proc.as_of()}

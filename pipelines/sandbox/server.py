@@ -484,6 +484,12 @@ class SandboxProcess:
         self.stop()
 
 
+def start_timeout(scale: float) -> float:
+    """Seconds to wait for a sandbox to serve: generating its world grows with the scale (≈ 10 s at
+    scale 1, minutes at scale 10)."""
+    return 60.0 * max(1.0, scale)
+
+
 @contextlib.contextmanager
 def spawn_sandbox(
     *,
@@ -503,7 +509,7 @@ def spawn_sandbox(
             args += ["--faults", faults]
         if access_log:
             args += ["--access-log", str(access_log)]
-        proc = SandboxProcess(args, Path(tmp) / "sandbox.env")
+        proc = SandboxProcess(args, Path(tmp) / "sandbox.env", timeout=start_timeout(scale))
         try:
             yield proc
         finally:
