@@ -145,7 +145,9 @@ def table_references(sql: str, path: Path | None = None) -> set[tuple[str, str]]
 @cache
 def load_models(root: Path = WAREHOUSE_SQL_DIR) -> tuple[Model, ...]:
     """All models under `root`, in dependency order (upstream first)."""
-    models = [parse_model(p, root) for p in sorted(root.glob("*/**/*.sql"))]
+    # Only the layer folders: warehouse/data/ (the default place of the warehouse and of dlt's
+    # working folder, whose load packages hold .sql jobs) is local state, not models.
+    models = [parse_model(p, root) for p in sorted(p for layer in LAYERS for p in (root / layer).glob("**/*.sql"))]
     by_table = {m.table: m for m in models}
     ordered: list[Model] = []
     state: dict[str, int] = {}

@@ -72,4 +72,13 @@ def test_header_errors_name_the_file(tmp_path: Path) -> None:
 
 def test_models_live_only_in_known_layers() -> None:
     layers = {p.relative_to(WAREHOUSE_SQL_DIR).parts[0] for p in WAREHOUSE_SQL_DIR.glob("*/**/*.sql")}
-    assert layers <= {"staging", "intermediate", "development", "deployment", "quality", "usage", "kpi"}
+    assert layers - {"data"} <= {"staging", "intermediate", "development", "deployment", "quality", "usage", "kpi"}
+
+
+def test_sql_files_outside_the_layers_are_not_models(tmp_path: Path) -> None:
+    # A run leaves dlt's load packages (with .sql jobs) under warehouse/data/; the next start must not read them.
+    _model(tmp_path, "/*\ndescription: x\ngrain: one row\nprimary_key: [a]\ncolumns:\n  a: A.\n*/\nselect 1 as a")
+    job = tmp_path / "data" / "dlt" / "pipelines" / "opsmap_jira" / "load" / "loaded" / "1" / "issues.0.sql"
+    job.parent.mkdir(parents=True)
+    job.write_text("DELETE FROM raw_jira.issues;")
+    assert [m.table for m in load_models.__wrapped__(tmp_path)] == ["staging.stg_demo__things"]
