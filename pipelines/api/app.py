@@ -305,7 +305,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         "pipelines and test cases that fail most (with the flaky share); released features whose 28-day adoption "
         "stayed below the threshold. Each comes with the value it rests on, what that is compared with, the sample "
         "behind it and every figure as `evidence`; nothing is computed here but the selection. Filter by kind and "
-        "subject, and keep the first `top` per kind. Read-only.",
+        "subject or service, and keep the first `top` per kind. Read-only.",
     )
     async def optimize(params: Annotated[s.OptimizeIn | None, Body()] = None) -> Response:
         chosen = params or s.OptimizeIn()

@@ -354,6 +354,7 @@ SELECT {", ".join(s.Recommendation.model_fields)}
 FROM kpi.recommendations
 WHERE ($kinds IS NULL OR list_contains($kinds, kind))
   AND ($subject IS NULL OR contains(lower(subject), lower($subject)))
+  AND ($service IS NULL OR lower(service) = lower($service))
 QUALIFY $top IS NULL OR row_number() OVER (PARTITION BY kind ORDER BY rank, subject) <= $top
 ORDER BY coalesce(list_position($order, kind), len($order) + 1), kind, rank, subject
 """
@@ -369,6 +370,7 @@ def optimize(cur: Cursor, params: s.OptimizeIn) -> s.OptimizeOut:
     bound = {
         "kinds": list(params.kinds) if params.kinds is not None else None,
         "subject": params.subject,
+        "service": params.service,
         "top": params.top,
         "order": list(s.RECOMMENDATION_KINDS),
     }

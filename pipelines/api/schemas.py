@@ -295,6 +295,11 @@ class OptimizeIn(BaseModel):
         "(`payments-api` matches its lead-time row and its CI pipelines, e.g. `payments-api · CI`), a CI pipeline, "
         "a test class or a feature key.",
     )
+    service: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = Field(
+        default=None,
+        description="Only recommendations about this service (its repository's name, case-insensitively): its "
+        "lead-time row, CI pipelines and tests; features belong to no service.",
+    )
     top: PerKind | None = Field(
         default=None,
         description="At most this many per kind, the most pressing first (lowest `rank` among those matching the "
@@ -326,6 +331,7 @@ class Recommendation(BaseModel):
     )
     rank: int = Field(description="Rank within the kind (1 = most pressing).")
     subject: str = Field(description="Service, CI pipeline, test class or feature.")
+    service: str | None = Field(description="The service the subject belongs to; null for features.")
     metric: str = Field(description="What `value` measures, e.g. `deploy_hours_median`, `failed_builds`.")
     value: float = Field(description="The figure the recommendation rests on.")
     reference_value: float | None = Field(

@@ -82,6 +82,7 @@ def lead_time_bottlenecks(changes: pl.DataFrame, pull_requests: pl.DataFrame, st
             {
                 "kind": "lead_time_bottleneck",
                 "subject": r["service"],
+                "service": r["service"],
                 "metric": f"{slowest}_hours_median",
                 "value": medians[slowest],
                 "reference_value": r["lead_time"],
@@ -129,6 +130,7 @@ def failing_jobs(builds: pl.DataFrame, start: date, end: date, top: int = TOP) -
         {
             "kind": "failing_job",
             "subject": r["pipeline"],
+            "service": r["service"],
             "metric": "failed_builds",
             "value": float(r["failed"]),
             "reference_value": r["rate"],
@@ -172,6 +174,7 @@ def failing_tests(test_cases: pl.DataFrame, builds: pl.DataFrame, start: date, e
             {
                 "kind": "failing_test",
                 "subject": r["class_name"],
+                "service": r["service"],
                 "metric": "failed_runs",
                 "value": float(r["failed"]),
                 "reference_value": r["rate"],
@@ -202,6 +205,7 @@ def low_adoption(
         {
             "kind": "low_adoption",
             "subject": r["feature_key"],
+            "service": None,
             "metric": "adoption_rate",
             "value": r["adoption_rate"],
             "reference_value": threshold,
@@ -222,7 +226,8 @@ def low_adoption(
 
 
 RECOMMENDATION_SCHEMA: dict[str, Any] = {
-    "kind": pl.String, "rank": pl.Int64, "subject": pl.String, "metric": pl.String, "value": pl.Float64,
+    "kind": pl.String, "rank": pl.Int64, "subject": pl.String, "service": pl.String, "metric": pl.String,
+    "value": pl.Float64,
     "reference_value": pl.Float64, "unit": pl.String, "sample_size": pl.Int64, "period_start": pl.Date,
     "period_end": pl.Date, "recommendation": pl.String, "evidence": pl.String,
 }  # fmt: skip

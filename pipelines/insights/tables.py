@@ -90,6 +90,7 @@ RECOMMENDATION_DOCS: dict[str, str] = {
     "kind": "`lead_time_bottleneck`, `failing_job`, `failing_test` or `low_adoption`.",
     "rank": "Rank within the kind (1 = most pressing).",
     "subject": "Service, CI pipeline, test class or feature.",
+    "service": "The service the subject belongs to (the repository's name); null for features.",
     "metric": "What value measures.",
     "value": "The figure the recommendation rests on.",
     "reference_value": "What it is compared with: the median lead time, the failure rate, the adoption threshold.",

@@ -50,14 +50,20 @@ def served_order(row: dict[str, Any]) -> tuple[int, str, int, str]:
 
 
 def expected(
-    rows: list[dict[str, Any]], kinds: list[str] | None = None, subject: str | None = None, top: int | None = None
+    rows: list[dict[str, Any]],
+    kinds: list[str] | None = None,
+    subject: str | None = None,
+    service: str | None = None,
+    top: int | None = None,
 ) -> list[dict[str, Any]]:
     """What the filters should leave, worked out here from the table's rows."""
     chosen = sorted(
         (
             r
             for r in rows
-            if (kinds is None or r["kind"] in kinds) and (subject is None or subject.lower() in r["subject"].lower())
+            if (kinds is None or r["kind"] in kinds)
+            and (subject is None or subject.lower() in r["subject"].lower())
+            and (service is None or (r["service"] or "").lower() == service.lower())
         ),
         key=served_order,
     )
@@ -108,8 +114,8 @@ def test_optimize_answers_from_the_table_not_its_own_figures(
         con.execute("UPDATE kpi.recommendations SET value = value * 10 + 1, sample_size = sample_size + 7")
         con.execute("DELETE FROM kpi.recommendations WHERE kind = 'lead_time_bottleneck' AND rank = 1")
         con.execute(
-            "INSERT INTO kpi.recommendations SELECT 'a_newer_kind', 1, 'something', 'things', 2.5, NULL, 'things', 4, "
-            "period_start, period_end, 'A newer pipeline said so: 2.5 things of 4.', '{\"things\": 2.5}' "
+            "INSERT INTO kpi.recommendations SELECT 'a_newer_kind', 1, 'something', NULL, 'things', 2.5, NULL, "
+            "'things', 4, period_start, period_end, 'A newer pipeline said so: 2.5 things of 4.', '{\"things\": 2.5}' "
             "FROM kpi.recommendations LIMIT 1"
         )
         rows = table_rows(con)
@@ -137,6 +143,9 @@ def test_optimize_filters_by_kind_subject_and_top(
         {"top": 2, "subject": service},
         {"kinds": kinds[:2], "top": 3},
         {"subject": "no subject has this text"},
+        {"service": service.upper()},  # exact, case-insensitive: its lead-time row, pipelines and tests
+        {"service": service[1:-1]},  # a part of a name is another service: nothing
+        {"service": service, "kinds": ["failing_test"], "top": 1},
     ]
     for request in cases:
         want = expected(rows, **request)
@@ -145,6 +154,8 @@ def test_optimize_filters_by_kind_subject_and_top(
         assert body["total_rows"] == len(rows), request  # the table's size, whatever the filters
     # the filters did something: each narrowed, and top=1 kept exactly the first of each kind
     assert 0 < len(expected(rows, subject=service)) < len(rows)
+    about = expected(rows, service=service)
+    assert 0 < len(about) < len(rows) and {r["kind"] for r in about} > {"lead_time_bottleneck"}
     firsts = optimize(client, auth, {"top": 1})["recommendations"]
     assert [(i["kind"], i["rank"]) for i in firsts] == [
         (k, min(r["rank"] for r in rows if r["kind"] == k)) for k in kinds

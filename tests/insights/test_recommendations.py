@@ -87,6 +87,27 @@ def test_most_failing_tests_and_jobs_match_sql(stored: pl.DataFrame, warehouse_c
     assert jobs["value"].to_list() == sorted(jobs["value"].to_list(), reverse=True)
 
 
+def test_each_recommendation_names_the_service_its_subject_belongs_to(stored: pl.DataFrame, warehouse_con) -> None:
+    # Worked out from the marts, not from the recommender: a test class's and a pipeline's builds' service.
+    by_class = dict(
+        warehouse_con.execute(
+            "SELECT t.class_name, min(b.service) FROM quality.test_cases t JOIN quality.builds b USING (build_id) "
+            "GROUP BY t.class_name HAVING count(DISTINCT b.service) = 1"
+        ).fetchall()
+    )
+    services = {r[0] for r in warehouse_con.execute("SELECT DISTINCT service FROM quality.builds").fetchall()}
+    for row in stored.to_dicts():
+        if row["kind"] == "lead_time_bottleneck":
+            assert row["service"] == row["subject"]
+        elif row["kind"] == "failing_test":
+            assert row["service"] == by_class.get(row["subject"], row["service"]) and row["service"] in services
+        elif row["kind"] == "failing_job":
+            assert row["service"] in services and row["service"] in row["subject"]  # e.g. ci/<service>/main
+        else:
+            assert row["service"] is None  # features belong to no service
+    assert set(stored["kind"]) >= {"lead_time_bottleneck", "failing_test", "failing_job", "low_adoption"}
+
+
 def test_low_adoption_features_match_the_adoption_mart(stored: pl.DataFrame, warehouse_con, window) -> None:
     start, end = window
     expected = {
