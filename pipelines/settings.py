@@ -46,33 +46,30 @@ class Paths:
         return self
 
 
-DAGSTER_YAML = """\
+_DAGSTER_YAML_V1 = """\
 # Written by opsmap on first use. Runs are kept here so the UI shows history across restarts.
 telemetry:
   enabled: false
 run_queue:
   max_concurrent_runs: 1  # DuckDB allows one writing process: never overlap two runs
+"""
+_DAGSTER_YAML = (
+    _DAGSTER_YAML_V1
+    + """\
 event_log_storage:  # Dagster's SQLite event log, connections kept open (pipelines/event_log.py)
   module: pipelines.event_log
   class: PooledSqliteEventLogStorage
   config:
     base_dir: {event_logs}  # where Dagster's default storage keeps them: the history carries over
 """
-# What earlier versions wrote, replaced by the current file when found unchanged.
-_EARLIER_DAGSTER_YAMLS = (
-    """\
-# Written by opsmap on first use. Runs are kept here so the UI shows history across restarts.
-telemetry:
-  enabled: false
-run_queue:
-  max_concurrent_runs: 1  # DuckDB allows one writing process: never overlap two runs
-""",
 )
+# What earlier versions wrote, replaced by the current file when found unchanged.
+_EARLIER_DAGSTER_YAMLS = (_DAGSTER_YAML_V1,)
 
 
 def dagster_yaml(home: Path) -> str:
     """The dagster.yaml opsmap writes into a new Dagster home."""
-    return DAGSTER_YAML.replace("{event_logs}", json.dumps(str(home / "history" / "runs")))
+    return _DAGSTER_YAML.replace("{event_logs}", json.dumps(str(home / "history" / "runs")))
 
 
 def ensure_dagster_home() -> Path:
